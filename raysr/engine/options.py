@@ -1,0 +1,61 @@
+"""Engine options: the one home of tiling, precision and output-size defaults.
+
+`raysr upscale` flags, the job spec's ``engine`` block and the Python API all
+build an :class:`EngineOptions`; no default is written anywhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PrecisionName = Literal["auto", "fp32", "fp16", "bf16"]
+
+
+class EngineOptions(BaseModel):
+    """How the engine runs a model over one image.
+
+    Attributes:
+        tile: core tile size in input pixels; ``None`` picks the largest that
+            fits in free memory (the whole image when it fits).
+        tile_pad: context pixels around each tile. With the default overlap,
+            RealESRGAN_x4plus at tile 128 is 63 dB PSNR from the untiled output
+            on a real photo (the official 10 px crop-and-paste: 52 dB; README, "Seams").
+        tile_overlap: width of the cross-fade between neighbouring tiles.
+        tile_batch: windows per forward call; ``None`` = as many as fit (1 on CPU).
+        min_tile: out-of-memory back-off halves the tile down to this floor.
+        pre_pad: reflect padding added around the whole image before the model
+            and cropped after (reduces border artefacts of some models).
+        precision: ``auto`` (fp16 on CUDA, bf16 on bf16-capable CPUs, else fp32)
+            or an explicit precision; ``fp32`` is the reference path.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        outscale: final scale relative to the input; ``None`` keeps the model's.
+        alpha: how an alpha channel is upscaled: through the ``model`` (as a
+            3-channel image) or with a ``classical`` bilinear filter.
+        denoise_strength: for models with a denoise partner (realesr-general-x4v3).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tile: int | None = Field(default=None, ge=16)
+    tile_pad: int = Field(default=16, ge=0)
+    tile_overlap: int = Field(default=16, ge=0)
+    tile_batch: int | None = Field(default=None, ge=1)
+    min_tile: int = Field(default=16, ge=8)
+    pre_pad: int = Field(default=0, ge=0)
+    precision: PrecisionName = "auto"
+    device: str = "auto"
+    outscale: float | None = Field(default=None, gt=0, le=16)
+    alpha: Literal["model", "classical"] = "model"
+    denoise_strength: float | None = Field(default=None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _check_tile(self) -> "EngineOptions":
+        if self.tile is not None and self.tile < self.min_tile:
+            raise ValueError(f"tile ({self.tile}) must be >= min_tile ({self.min_tile})")
+        return self
+
+    def settings(self) -> dict:
+        """The options that change output pixels, for the manifest's settings hash."""
+        return self.model_dump(exclude={"device", "tile_batch", "min_tile"})

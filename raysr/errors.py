@@ -1,0 +1,27 @@
+"""Errors a user can meet, gathered so the CLI prints them as one line, not a traceback."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from raysr.engine.precision import PrecisionError
+from raysr.engine.upscaler import EngineError
+from raysr.models.load import ModelLoadError
+from raysr.sinks.write import UnsafePathError
+from raysr.sources.decode import DecodeError
+from raysr.weights.ncnn import NcnnFormatError
+from raysr.weights.resolve import WeightsError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    DecodeError,
+    EngineError,
+    FileNotFoundError,
+    KeyError,
+    ModelLoadError,
+    NcnnFormatError,
+    PrecisionError,
+    UnsafePathError,
+    ValidationError,
+    ValueError,
+    WeightsError,
+)

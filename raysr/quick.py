@@ -1,0 +1,82 @@
+"""`raysr upscale`: the one-machine path, one image or a folder, no Ray.
+
+Runs the same decode → engine → encode steps as the Ray job's stages, in a
+plain loop, so what a user sees here is what the cluster job produces.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from raysr.engine import EngineError, EngineOptions, Upscaler
+from raysr.models.load import LoadedModel
+from raysr.sinks.encode import EXTENSIONS, encode_image
+from raysr.sinks.write import output_relpath, write_atomic
+from raysr.sources.decode import DecodeError, decode_image
+from raysr.sources.listing import InputItem, list_local
+
+
+@dataclass
+class QuickReport:
+    """Counts of a `raysr upscale` run; ``failures`` holds one line per failed file."""
+
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def _targets(input_path: Path, output_path: Path, extension: str) -> list[tuple[InputItem, Path]]:
+    if input_path.is_file():
+        target = output_path
+        if output_path.is_dir() or not output_path.suffix:
+            target = output_path / output_relpath(input_path.name, extension)
+        return [(InputItem(str(input_path), input_path.name, input_path.stat().st_size), target)]
+    if not input_path.is_dir():
+        raise FileNotFoundError(f"input {input_path} does not exist")
+    return [
+        (item, output_path / output_relpath(item.relative, extension))
+        for item in list_local(str(input_path))
+    ]
+
+
+def upscale_path(
+    input_path: str | Path,
+    output_path: str | Path,
+    model: LoadedModel,
+    options: EngineOptions,
+    fmt: str = "png",
+    quality: int = 95,
+    progress: bool | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> QuickReport:
+    """Upscale one image, or every image under a folder into a mirrored tree.
+
+    A file that cannot be read or upscaled is reported (one line naming it) and
+    skipped; the rest continue.
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    targets = _targets(input_path, output_path, EXTENSIONS[fmt])
+    upscaler = Upscaler(model, options)
+    report = QuickReport()
+    show = sys.stderr.isatty() if progress is None else progress
+    for item, target in tqdm(targets, unit="img", disable=not show, file=sys.stderr):
+        try:
+            decoded = decode_image(Path(item.uri).read_bytes(), item.uri)
+            result = upscaler.upscale(decoded.pixels)
+            scale = result.image.shape[0] / decoded.pixels.shape[0]
+            encoded = encode_image(
+                result.image, fmt, quality, decoded.metadata, scale,
+                tag=f"raysr model={model.spec.name} precision={result.precision}",
+            )
+            write_atomic(target, encoded.data)
+            report.ok += 1
+        except (DecodeError, EngineError, OSError) as error:
+            line = f"{item.uri}: {error}" if not str(error).startswith(item.uri) else str(error)
+            report.failures.append(line)
+            if on_error:
+                on_error(line)
+    return report

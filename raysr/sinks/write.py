@@ -1,0 +1,95 @@
+"""Write outputs atomically to deterministic paths inside the output root."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+
+# Read once at import (single-threaded): os.umask can only be read by setting it.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_TMP_SUFFIX = ".raysr-tmp"
+
+
+class UnsafePathError(ValueError):
+    """An input name would place its output outside the output root."""
+
+
+def output_relpath(relative_input: str, extension: str) -> PurePosixPath:
+    """Map an input path relative to its root to the output's relative path.
+
+    The input's extension is replaced, so ``a/b.jpg`` → ``a/b.png``. Backslashes
+    count as separators (Windows and S3 names). Absolute paths, ``..``
+    components and NUL bytes are refused: no input name may write outside the
+    output root. Empty and ``.`` components (``a//b.jpg``, legal S3 keys) are
+    refused too, as they would collide with ``a/b.jpg`` once on disk.
+
+    Args:
+        relative_input: the input's path relative to its input root.
+        extension: the output extension with its dot, e.g. ``.png``.
+
+    Raises:
+        UnsafePathError: for a name that cannot be mirrored safely.
+        ValueError: for an extension without a leading dot.
+
+    Example:
+        >>> str(output_relpath("scans/1990/img 01.jpg", ".png"))
+        'scans/1990/img 01.png'
+    """
+    if not extension.startswith(".") or len(extension) < 2 or "/" in extension or "\\" in extension:
+        raise ValueError(f"extension must look like '.png', got {extension!r}")
+    posix = relative_input.replace("\\", "/")
+    parts = posix.split("/")
+    if posix.startswith("/") or "\x00" in posix or any(part in ("", ".", "..") for part in parts):
+        raise UnsafePathError(
+            f"{relative_input!r}: absolute paths, empty, '.' or '..' components and NUL bytes cannot be "
+            "mirrored into the output folder; rename the input"
+        )
+    path = PurePosixPath(posix)
+    return path.with_suffix(extension) if path.suffix else path.with_name(path.name + extension)
+
+
+def write_atomic(path: str | Path, data: bytes, *, root: str | Path | None = None) -> int:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename.
+
+    A crash leaves either the old file or the new one under ``path``, never a
+    partial file (a stray hidden ``.*.raysr-tmp`` file at most). The file gets
+    the usual permissions (0666 less the umask), not the 0600 of a temp file.
+
+    Args:
+        path: the destination file.
+        data: the bytes to write.
+        root: when given, ``path`` must resolve (symlinks followed) inside it;
+            this catches a symlinked folder in the output tree pointing elsewhere.
+
+    Returns:
+        The number of bytes written.
+
+    Raises:
+        UnsafePathError: ``path`` resolves outside ``root``.
+        OSError: the write or rename failed (the temporary file is removed).
+    """
+    path = Path(path)
+    if root is not None:
+        real_root = Path(root).resolve()
+        if not path.resolve().is_relative_to(real_root):
+            raise UnsafePathError(
+                f"{path}: resolves to {path.resolve()}, outside the output folder {real_root}; "
+                "remove the symlink or choose another output folder"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the temporary name within the 255-byte limit even for long output names.
+    prefix = "." + path.name.encode()[:100].decode(errors="ignore") + "."
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=_TMP_SUFFIX)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            os.fchmod(out.fileno(), 0o666 & ~_UMASK)
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return len(data)

@@ -1,0 +1,60 @@
+"""Small random-init instances of the real architectures, in the official key layouts.
+
+Importable from any test (``tests/`` is on pytest's pythonpath).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def rrdbnet_state(num_blocks: int = 1, num_feat: int = 16, num_grow: int = 32, scale: int = 4,
+                  seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random RRDBNet state dict with the official Real-ESRGAN key names.
+
+    spandrel reads the growth channels as 32, as in every released RRDBNet.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    in_ch = 3 * (16 // scale**2) if scale in (1, 2) else 3
+
+    def conv(out_ch: int, in_ch_: int, name: str, state: dict) -> None:
+        state[f"{name}.weight"] = torch.randn(out_ch, in_ch_, 3, 3, generator=generator) * (0.5 / (in_ch_ * 9) ** 0.5)
+        state[f"{name}.bias"] = torch.randn(out_ch, generator=generator) * 0.01
+
+    state: dict[str, torch.Tensor] = {}
+    conv(num_feat, in_ch, "conv_first", state)
+    for block in range(num_blocks):
+        for rdb in (1, 2, 3):
+            for index in range(1, 6):
+                out_ch = num_feat if index == 5 else num_grow
+                conv(out_ch, num_feat + (index - 1) * num_grow, f"body.{block}.rdb{rdb}.conv{index}", state)
+    for name in ("conv_body", "conv_up1", "conv_up2", "conv_hr"):
+        conv(num_feat, num_feat, name, state)
+    conv(3, num_feat, "conv_last", state)
+    # Bias the output towards mid-grey and give it some contrast, so outputs are
+    # neither all clipped nor constant.
+    state["conv_last.bias"] += 0.5
+    state["conv_last.weight"] *= 30
+    return state
+
+
+def compact_state(num_conv: int = 4, num_feat: int = 16, scale: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random SRVGGNetCompact state dict with the official key names (body.N)."""
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    index = 0
+    in_ch = 3
+    for _ in range(num_conv + 1):
+        state[f"body.{index}.weight"] = torch.randn(num_feat, in_ch, 3, 3, generator=generator) * (1.0 / (in_ch * 9) ** 0.5)
+        state[f"body.{index}.bias"] = torch.zeros(num_feat)
+        state[f"body.{index + 1}.weight"] = torch.full((num_feat,), 0.25)
+        index, in_ch = index + 2, num_feat
+    out_ch = 3 * scale * scale
+    state[f"body.{index}.weight"] = torch.randn(out_ch, num_feat, 3, 3, generator=generator) * (0.3 / (num_feat * 9) ** 0.5)
+    state[f"body.{index}.bias"] = torch.zeros(out_ch)
+    return state
+
+
+def compact_receptive_radius(num_conv: int) -> int:
+    """Input pixels each output pixel depends on, per side: one per 3×3 conv."""
+    return num_conv + 2
