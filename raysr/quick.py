@@ -16,7 +16,7 @@ from tqdm import tqdm
 from raysr.engine import EngineError, EngineOptions, Upscaler
 from raysr.models.load import LoadedModel
 from raysr.sinks.encode import EXTENSIONS, encode_image
-from raysr.sinks.write import output_relpath, write_atomic
+from raysr.sinks.write import UnsafePathError, colliding_outputs, output_relpath, write_atomic
 from raysr.sources.decode import DecodeError, decode_image
 from raysr.sources.listing import InputItem, list_local
 
@@ -29,7 +29,8 @@ class QuickReport:
     failures: list[str] = field(default_factory=list)
 
 
-def _targets(input_path: Path, output_path: Path, extension: str) -> list[tuple[InputItem, Path]]:
+def _targets(input_path: Path, output_path: Path, extension: str) -> list[tuple[InputItem, Path | str]]:
+    """(item, output path) per input, or (item, why it has no safe output path)."""
     if input_path.is_file():
         target = output_path
         if output_path.is_dir() or not output_path.suffix:
@@ -37,9 +38,16 @@ def _targets(input_path: Path, output_path: Path, extension: str) -> list[tuple[
         return [(InputItem(str(input_path), input_path.name, input_path.stat().st_size), target)]
     if not input_path.is_dir():
         raise FileNotFoundError(f"input {input_path} does not exist")
+    planned: list[tuple[InputItem, Path | str]] = []
+    for item in list_local(str(input_path)):
+        try:
+            planned.append((item, output_path / output_relpath(item.relative, extension)))
+        except UnsafePathError as error:
+            planned.append((item, str(error)))
+    collisions = colliding_outputs([(item.uri, str(target)) for item, target in planned if isinstance(target, Path)])
     return [
-        (item, output_path / output_relpath(item.relative, extension))
-        for item in list_local(str(input_path))
+        (item, f"{item.uri}: same output as {collisions[item.uri]}; rename one of them" if item.uri in collisions else target)
+        for item, target in planned
     ]
 
 
@@ -65,6 +73,8 @@ def upscale_path(
     show = sys.stderr.isatty() if progress is None else progress
     for item, target in tqdm(targets, unit="img", disable=not show, file=sys.stderr):
         try:
+            if isinstance(target, str):
+                raise UnsafePathError(target)
             decoded = decode_image(Path(item.uri).read_bytes(), item.uri)
             result = upscaler.upscale(decoded.pixels)
             scale = result.image.shape[0] / decoded.pixels.shape[0]
@@ -74,7 +84,7 @@ def upscale_path(
             )
             write_atomic(target, encoded.data)
             report.ok += 1
-        except (DecodeError, EngineError, OSError) as error:
+        except (DecodeError, EngineError, OSError, ValueError) as error:  # UnsafePathError is a ValueError
             line = f"{item.uri}: {error}" if not str(error).startswith(item.uri) else str(error)
             report.failures.append(line)
             if on_error:

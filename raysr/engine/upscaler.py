@@ -39,6 +39,12 @@ class EngineError(RuntimeError):
     """An image could not be upscaled; the message says why and what to try."""
 
 
+class EngineTimeoutError(EngineError):
+    """An image ran past its deadline (checked between tile batches)."""
+
+    kind = "timeout"
+
+
 @dataclass(frozen=True)
 class UpscaleResult:
     """An upscaled image and how it was made (manifest fields).
@@ -87,6 +93,7 @@ class Upscaler:
         self._module: torch.nn.Module | None = None
         self._twin: torch.nn.Module | None = None
         self._fallback_tiles = 0
+        self._deadline: float | None = None
         if not model.is_classical:
             self.plan = plan_precision(
                 self.options.precision, self.device, model.supports_fp16, model.supports_bf16
@@ -100,9 +107,16 @@ class Upscaler:
     def precision(self) -> str:
         return self.plan.name if self.plan else "fp32"
 
-    def upscale(self, image: np.ndarray) -> UpscaleResult:
-        """Upscale an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8/uint16 RGB(A) image."""
+    def upscale(self, image: np.ndarray, timeout_s: float | None = None) -> UpscaleResult:
+        """Upscale an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8/uint16 RGB(A) image.
+
+        ``timeout_s`` bounds the run cooperatively: it is checked before every
+        tile batch, so a stuck item fails with :class:`EngineTimeoutError`
+        instead of holding its actor (Ray Data runs stages in threads, where
+        signals cannot interrupt).
+        """
         started = time.perf_counter()
+        self._deadline = started + timeout_s if timeout_s else None
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
             raise EngineError(f"expected an (H, W[, 1|3|4]) image, got shape {image.shape}")
         _max_value(image.dtype)
@@ -204,6 +218,8 @@ class Upscaler:
                 tile, batch, retries = max(tile // 2, self.options.min_tile), 1, retries + 1
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if self._deadline is not None and time.perf_counter() > self._deadline:
+            raise EngineTimeoutError("ran past its item timeout; raise limits.item_timeout_s or use a smaller tile")
         plan = self.plan
         inputs = batch.to(plan.input_dtype)
         if plan.channels_last:

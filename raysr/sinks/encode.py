@@ -19,13 +19,13 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 from PIL import Image, TiffImagePlugin
 
-from raysr.sources.decode import RAYSR_TAG, TIFF_LAYOUT_TAGS, ImageMetadata
+from raysr.sources.decode import RAYSR_TAG, TIFF_LAYOUT_TAGS, ImageMetadata, exif_text
 
 FORMATS = ("png", "jpg", "webp", "tiff")
 EXTENSIONS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
@@ -73,13 +73,18 @@ def _output_exif(metadata: ImageMetadata, tag: str, dpi, size: tuple[int, int]) 
     exif = Image.Exif()
     if metadata.exif:
         exif.load(metadata.exif)
-    exif[_EXIF_SOFTWARE] = tag
+    for key in list(exif):
+        if key not in (_EXIF_IFD, _GPS_IFD):
+            exif[key] = exif_text(exif[key])
+    exif[_EXIF_SOFTWARE] = exif_text(tag)
     if dpi:
         exif[_X_RES], exif[_Y_RES], exif[_RES_UNIT] = float(dpi[0]), float(dpi[1]), 2
-    if _EXIF_IFD in exif:
-        sub_ifd = exif.get_ifd(_EXIF_IFD)  # cached: edits are written by tobytes()
-        if _PIXEL_X in sub_ifd or _PIXEL_Y in sub_ifd:
-            sub_ifd[_PIXEL_X], sub_ifd[_PIXEL_Y] = size
+    for key in (_EXIF_IFD, _GPS_IFD):
+        if key in exif:
+            sub_ifd = exif.get_ifd(key)  # cached: edits in place are written by tobytes()
+            sub_ifd.update(exif_text(sub_ifd))
+            if key == _EXIF_IFD and (_PIXEL_X in sub_ifd or _PIXEL_Y in sub_ifd):
+                sub_ifd[_PIXEL_X], sub_ifd[_PIXEL_Y] = size
     return exif
 
 
@@ -110,7 +115,7 @@ def _encode_png(pixels: np.ndarray, metadata: ImageMetadata, dpi, tag: str) -> E
             chunks.append(_png_chunk(b"eXIf", exif[6:]))  # eXIf holds the TIFF header onwards
             kept.append("exif")
     if metadata.xmp:
-        # iTXt: keyword, NUL, compression flag 0, method 0, empty language + NUL, empty translated keyword + NUL.
+        # iTXt: keyword NUL, compression flag 0, method 0, language "" NUL, translated keyword "" NUL.
         chunks.append(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + metadata.xmp))
         kept.append("xmp")
     try:
@@ -139,7 +144,7 @@ def _encode_tiff(pixels: np.ndarray, metadata: ImageMetadata, dpi, tag: str) -> 
             if _INTEROP_IFD in value:
                 value[_INTEROP_IFD] = source.get_ifd(_INTEROP_IFD)
         try:
-            ifd[key] = value
+            ifd[key] = exif_text(value)
         except Exception:  # noqa: BLE001 - a value Pillow cannot type is left out, not fatal
             notes.append(f"EXIF tag {key} dropped")
     if carried:
@@ -158,14 +163,16 @@ def _encode_tiff(pixels: np.ndarray, metadata: ImageMetadata, dpi, tag: str) -> 
     diff[:, 1:] -= samples_le[:, :-1]
     row_bytes = diff[0].nbytes
     rows_per_strip = max(1, min(height, (1 << 20) // row_bytes))
-    strips = [zlib.compress(diff[top : top + rows_per_strip].tobytes(), 6) for top in range(0, height, rows_per_strip)]
+    tops = range(0, height, rows_per_strip)
+    strips = [zlib.compress(diff[top : top + rows_per_strip].tobytes(), 6) for top in tops]
     offsets = np.cumsum([0] + [len(strip) for strip in strips[:-1]]).tolist()
     ifd[256], ifd[257] = width, height
     ifd[258] = (pixels.itemsize * 8,) * samples
-    ifd[259], ifd[262], ifd[277], ifd[278], ifd[284], ifd[317] = 8, 1 if samples == 1 else 2, samples, rows_per_strip, 1, 2
+    ifd[259], ifd[262], ifd[317] = 8, 1 if samples == 1 else 2, 2  # deflate; gray or RGB; predictor
+    ifd[277], ifd[278], ifd[284] = samples, rows_per_strip, 1  # chunky samples
     if samples == 4:
         ifd[338] = 2  # unassociated alpha
-    ifd[273], ifd[279] = tuple(offsets), tuple(len(strip) for strip in strips)  # offsets relative to the IFD's end
+    ifd[273], ifd[279] = tuple(offsets), tuple(len(strip) for strip in strips)  # offsets from the IFD's end
     body = ifd.tobytes(8)  # Pillow shifts StripOffsets past the IFD and its data
     if 8 + len(body) + sum(len(strip) for strip in strips) >= 1 << 32:
         raise ValueError(f"a {width}x{height} TIFF would exceed 4 GiB (BigTIFF is not written); use png")
@@ -243,11 +250,12 @@ def encode_image(
     if fmt not in FORMATS:
         raise ValueError(f"output format must be one of {FORMATS}, got {fmt!r}")
     if not isinstance(pixels, np.ndarray) or pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"pixels must be a uint8 or uint16 numpy array, got {getattr(pixels, 'dtype', type(pixels))}")
+        got = getattr(pixels, "dtype", type(pixels))
+        raise ValueError(f"pixels must be a uint8 or uint16 numpy array, got {got}")
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (3, 4))) or 0 in pixels.shape:
-        raise ValueError(f"pixels must be (H, W), (H, W, 3) or (H, W, 4) and non-empty, got shape {pixels.shape}")
+        raise ValueError(f"pixels must be non-empty (H, W), (H, W, 3) or (H, W, 4), got shape {pixels.shape}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1–100, got {quality}")
     if not scale > 0:
@@ -258,9 +266,19 @@ def encode_image(
             f"a {pixels.shape[1]}x{pixels.shape[0]} image exceeds {fmt}'s {limit}px side limit; use png or tiff"
         )
     metadata = metadata or ImageMetadata()
+    icc_notes: tuple[str, ...] = ()
+    icc = metadata.icc_profile
+    if icc and bytes(icc[16:20]) != (b"RGB " if pixels.ndim == 3 else b"GRAY"):
+        # e.g. a gray scan's profile on the RGB output of a 3-channel model: viewers would mis-render it
+        space = bytes(icc[16:20]).decode("latin-1").strip() or "unreadable"
+        kind = "RGB" if pixels.ndim == 3 else "gray"
+        icc_notes = (f"{space} ICC profile dropped: it does not describe {kind} pixels",)
+        metadata = replace(metadata, icc_profile=None)
     dpi = (metadata.dpi[0] * scale, metadata.dpi[1] * scale) if metadata.dpi else None
     if fmt == "png":
-        return _encode_png(pixels, metadata, dpi, tag)
-    if fmt == "tiff":
-        return _encode_tiff(pixels, metadata, dpi, tag)
-    return _encode_pillow(pixels, fmt, quality, metadata, dpi, tag)
+        encoded = _encode_png(pixels, metadata, dpi, tag)
+    elif fmt == "tiff":
+        encoded = _encode_tiff(pixels, metadata, dpi, tag)
+    else:
+        encoded = _encode_pillow(pixels, fmt, quality, metadata, dpi, tag)
+    return replace(encoded, notes=icc_notes + encoded.notes) if icc_notes else encoded

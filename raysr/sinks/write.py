@@ -93,3 +93,20 @@ def write_atomic(path: str | Path, data: bytes, *, root: str | Path | None = Non
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return len(data)
+
+
+def colliding_outputs(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Inputs whose output path is already taken by an earlier input.
+
+    ``pairs`` is ``(input, output)``; inputs are considered in sorted order, so
+    the same archive always keeps the same winner. Returns ``{loser: winner}``
+    (e.g. ``a.jpg`` and ``a.png`` both becoming ``a.png``).
+    """
+    owners: dict[str, str] = {}
+    losers: dict[str, str] = {}
+    for source, target in sorted(pairs):
+        if target in owners:
+            losers[source] = owners[target]
+        else:
+            owners[target] = source
+    return losers

@@ -1,15 +1,12 @@
 """Decode and validate image bytes into gray/RGB(A) numpy pixels plus the metadata to keep.
 
-Pillow reads headers, metadata and most pixel formats, and refuses truncated
-files; OpenCV decodes 16-bit colour PNG/TIFF, which Pillow narrows to 8 bits.
-OpenCV is never used for JPEG: it fills a cut-off JPEG with grey and says
-nothing. Every refusal is a :class:`DecodeError` with a ``kind`` the manifest
-records and a message that names the file and says what to do; no input,
-however damaged, raises anything else (except ``MemoryError``).
-
-Floating-point images (Pillow mode ``F``, float TIFFs) are refused as
-``unsupported``: their range is not defined (0–1, 0–65535, HDR), so any
-mapping to integers would silently change the data.
+Pillow reads headers, metadata and most pixel formats; OpenCV decodes 16-bit
+colour PNG/TIFF, which Pillow narrows to 8 bits. OpenCV never decodes JPEG: it
+grey-fills a cut-off JPEG silently. Every refusal is a :class:`DecodeError`
+whose ``kind`` the manifest records and whose message names the file and says
+what to do; no input, however damaged, raises anything else (but MemoryError).
+Floating-point pixels (mode ``F``, float TIFFs) are refused as ``unsupported``:
+their range (0–1? 0–65535? HDR?) is undefined, so any integer mapping would guess.
 """
 
 from __future__ import annotations
@@ -28,22 +25,18 @@ RAYSR_TAG = "raysr"
 _EXIF_ORIENTATION = 0x0112
 _EXIF_SOFTWARE = 0x0131
 _EXIF_IFD, _GPS_IFD, _INTEROP_IFD = 0x8769, 0x8825, 0xA005
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SRGB = ImageCms.createProfile("sRGB")
 
-# TIFF tags that describe one file's pixel layout (sizes, strips, compression),
-# or that raysr carries separately (ICC 34675, XMP 700), or that describe
-# layers/thumbnails that are stale after upscaling (Photoshop 34377, 37724).
-# TIFF inputs expose their whole IFD0 as EXIF; these are dropped from it.
+# TIFF inputs expose their whole IFD0 as EXIF. Dropped from it: pixel layout (sizes, strips,
+# compression), what travels separately (XMP 700, ICC 34675), stale Photoshop layers (34377, 37724).
 TIFF_LAYOUT_TAGS = frozenset({
     254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281, 284,
     290, 291, 292, 293, 317, 320, 322, 323, 324, 325, 330, 332, 338, 339, 340, 341, 347,
     513, 514, 529, 530, 531, 532, 700, 34377, 34675, 37724,
 })
 
-# Pillow's own bomb check would refuse images between its 179 MP and our limit
-# before we could read their size; decode_image applies ``max_pixels`` itself,
-# before any pixel is decoded.
+# Pillow's own bomb check would refuse 179–400 MP images before we can read their size;
+# decode_image applies ``max_pixels`` itself, before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = None
 
 _SIGNATURES = (
@@ -51,7 +44,7 @@ _SIGNATURES = (
     (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"),
 )
 _NOT_IMAGE_HINTS = (
-    ((b"<!doctype html", b"<html", b"<head"), "it is an HTML page (e.g. a saved download error page); download it again"),
+    ((b"<!doctype html", b"<html", b"<head"), "it is an HTML page, e.g. a saved error page; download it again"),
     ((b"<svg", b"<?xml"), "it is XML/SVG (vector), not a raster image; rasterise it first"),
     ((b"%pdf",), "it is a PDF; export its pages as PNG or TIFF"),
     ((b"version https://git-lfs",), "it is a Git LFS pointer; run `git lfs pull` in the source repository"),
@@ -111,19 +104,17 @@ class DecodedImage:
         return 1 if self.pixels.ndim == 2 else self.pixels.shape[2]
 
 
+# EXIF orientation → (transpose, flip rows, flip columns), as Pillow's ``exif_transpose``.
+_ORIENTATIONS = {2: (0, 0, 1), 3: (0, 1, 1), 4: (0, 1, 0), 5: (1, 0, 0), 6: (1, 0, 1), 7: (1, 1, 1), 8: (1, 1, 0)}
+
+
 def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation (1–8) to (H, W[, C]) pixels, as Pillow's ``exif_transpose`` does."""
-    transforms = {
-        2: lambda a: a[:, ::-1],
-        3: lambda a: a[::-1, ::-1],
-        4: lambda a: a[::-1],
-        5: lambda a: np.swapaxes(a, 0, 1),
-        6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
-        7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1],
-        8: lambda a: np.swapaxes(a, 0, 1)[::-1],
-    }
-    transform = transforms.get(orientation)
-    return np.ascontiguousarray(transform(pixels)) if transform else pixels
+    """Make (H, W[, C]) pixels upright for an EXIF orientation 1–8."""
+    if orientation not in _ORIENTATIONS:
+        return pixels
+    transpose, flip_rows, flip_columns = _ORIENTATIONS[orientation]
+    pixels = np.swapaxes(pixels, 0, 1) if transpose else pixels
+    return np.ascontiguousarray(pixels[:: -1 if flip_rows else 1, :: -1 if flip_columns else 1])
 
 
 def _not_an_image(data: bytes, name: str) -> DecodeError:
@@ -132,30 +123,26 @@ def _not_an_image(data: bytes, name: str) -> DecodeError:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         kind = "WebP"
     if data[4:12] in (b"ftypheic", b"ftypheix", b"ftyphevc", b"ftypmif1", b"ftypmsf1"):
-        return DecodeError("unsupported", f"{name}: HEIC/HEIF images are not supported; convert it to JPEG or PNG")
+        return DecodeError("unsupported", f"{name}: HEIC/HEIF is not supported; convert it to JPEG or PNG")
     if kind:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if pixels is not None:  # intact, but a layout Pillow does not read (e.g. float RGB TIFF)
-            return DecodeError(
-                "unsupported",
-                f"{name}: {kind} with {pixels.dtype} samples is not supported; export it as 8/16-bit integer PNG or TIFF",
-            )
-        return DecodeError("truncated", f"{name}: starts like a {kind} but its header is damaged or cut off; re-copy it from the source")
+            return DecodeError("unsupported", f"{name}: {kind} with {pixels.dtype} samples is not supported; "
+                               "export it as 8/16-bit integer PNG or TIFF")
+        return DecodeError("truncated", f"{name}: starts like a {kind} but its header is damaged or cut off; "
+                           "re-copy it from the source")
     head = data[:256].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     hint = next((text for prefixes, text in _NOT_IMAGE_HINTS if head.startswith(prefixes)), None)
-    if hint is None and b"\x00" not in data[:512]:
-        try:
-            data[:512].decode("utf-8")
-            hint = "it is a text file"
-        except UnicodeDecodeError:
-            pass
+    text = data[:512].decode("utf-8", "replace")  # the cut at 512 bytes may split one character
+    if hint is None and text.count("\ufffd") <= 1 and all(c.isprintable() or c in "\r\n\t\ufffd" for c in text):
+        hint = "it is a text file"
     detail = f" ({hint})" if hint else "; check that it is an image and re-export it as PNG, JPEG or TIFF"
     return DecodeError("not_an_image", f"{name}: not a readable image format{detail}")
 
 
 def _is_16bit_opencv(data: bytes, image: Image.Image) -> bool:
     """16-bit colour or gray+alpha: layouts Pillow would narrow to 8 bits."""
-    if data.startswith(_PNG_SIGNATURE) and len(data) > 25:
+    if data.startswith(b"\x89PNG") and len(data) > 25:
         bit_depth, color_type = data[24], data[25]
         return bit_depth == 16 and color_type in (2, 4, 6)  # RGB, gray+alpha, RGBA
     if image.format == "TIFF" and image.mode in ("RGB", "RGBA", "RGBX", "LA"):
@@ -173,11 +160,10 @@ def _decode_opencv_16bit(data: bytes) -> np.ndarray:
 
 
 def _jpeg_complete(data: bytes) -> bool:
-    """An end-of-image marker follows the last scan (it cannot occur inside entropy-coded data).
+    """An end-of-image marker follows the last scan (it cannot occur in entropy-coded data).
 
-    Pillow refuses cut-off JPEGs only while ``ImageFile.LOAD_TRUNCATED_IMAGES``
-    is False, a process-wide switch other libraries set; this check does not
-    depend on it.
+    Pillow refuses cut-off JPEGs only while ``ImageFile.LOAD_TRUNCATED_IMAGES`` is False,
+    a process-wide switch other libraries set; this check does not depend on it.
     """
     last_scan = data.rfind(b"\xff\xda")
     return last_scan >= 0 and data.find(b"\xff\xd9", last_scan) >= 0
@@ -193,15 +179,14 @@ def _pillow_pixels(image: Image.Image, name: str, notes: list[str]) -> np.ndarra
     if mode == "I":
         array = np.asarray(image)
         if array.min() < 0 or array.max() > 65535:
-            raise DecodeError("unsupported", f"{name}: 32-bit integer pixels outside 0–65535; convert it to 16-bit")
+            raise DecodeError("unsupported", f"{name}: 32-bit integer pixels exceed 0–65535; convert to 16-bit")
         notes.append("I→16-bit gray")
         return array.astype(np.uint16)
     if mode == "1":
-        notes.append("1-bit→gray")
+        notes.append("1→L")
         return np.asarray(image.convert("L"))
     if mode in ("P", "PA", "LA", "La", "RGBa", "RGBX", "L", "RGB"):
-        has_alpha = mode in ("PA", "LA", "La", "RGBa") or transparent
-        target = "RGBA" if has_alpha else "RGB"
+        target = "RGBA" if mode in ("PA", "LA", "La", "RGBa") or transparent else "RGB"
         notes.append(f"{mode}→{target}")
         return np.asarray(image.convert(target))
     if mode == "CMYK" and _icc_space(image.info.get("icc_profile")) == b"CMYK":
@@ -216,9 +201,7 @@ def _pillow_pixels(image: Image.Image, name: str, notes: list[str]) -> np.ndarra
         notes.append(f"{mode}→RGB")
         return np.asarray(image.convert("RGB"))
     what = "32-bit floating-point" if mode == "F" else f"Pillow mode {mode}"
-    raise DecodeError(
-        "unsupported", f"{name}: {what} pixels are not supported; export it as 8/16-bit integer PNG or TIFF"
-    )
+    raise DecodeError("unsupported", f"{name}: {what} pixels are not supported; export as 8/16-bit PNG or TIFF")
 
 
 def _icc_space(icc: bytes | None) -> bytes | None:
@@ -226,13 +209,17 @@ def _icc_space(icc: bytes | None) -> bytes | None:
     return bytes(icc[16:20]) if icc and len(icc) >= 128 else None
 
 
-def _exif_of(image: Image.Image, loaded: bool) -> Image.Exif:
-    if image.format == "PNG" and not loaded:  # PngImageFile.getexif() would decode the pixels again
-        exif = Image.Exif()
-        if image.info.get("exif"):
-            exif.load(image.info["exif"])
-        return exif
-    return image.getexif()
+def exif_text(value):
+    """An EXIF value ready to write: non-ASCII text as bytes, recursively through sub-IFD dicts.
+
+    Pillow reads EXIF text as latin-1 but writes str as ASCII with '?' for every other
+    character ("Müller" → "M?ller"); as bytes it writes the original bytes back unchanged.
+    """
+    if isinstance(value, dict):
+        return {key: exif_text(item) for key, item in value.items()}
+    if isinstance(value, str) and not value.isascii():
+        return value.encode("latin-1") if max(map(ord, value)) < 256 else value.encode()
+    return value
 
 
 def _clean_exif(exif: Image.Exif) -> Image.Exif:
@@ -245,18 +232,10 @@ def _clean_exif(exif: Image.Exif) -> Image.Exif:
             value = dict(exif.get_ifd(tag))
             if tag == _EXIF_IFD and _INTEROP_IFD in value and not isinstance(value[_INTEROP_IFD], dict):
                 value[_INTEROP_IFD] = exif.get_ifd(_INTEROP_IFD)
-        clean[tag] = value
+        clean[tag] = exif_text(value)
     if _EXIF_ORIENTATION in clean:
         clean[_EXIF_ORIENTATION] = 1
     return clean
-
-
-def _orientation(exif: Image.Exif) -> int:
-    try:
-        orientation = int(exif.get(_EXIF_ORIENTATION, 1) or 1)
-    except (TypeError, ValueError):
-        return 1
-    return orientation if 1 <= orientation <= 8 else 1
 
 
 def _read_metadata(image: Image.Image, loaded: bool) -> tuple[ImageMetadata, int]:
@@ -267,21 +246,25 @@ def _read_metadata(image: Image.Image, loaded: bool) -> tuple[ImageMetadata, int
     metadata.icc_profile = bytes(icc) if icc else None
     xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
     metadata.xmp = (xmp.encode() if isinstance(xmp, str) else bytes(xmp)) if xmp else None
-    dpi = info.get("dpi")
-    if image.format == "TIFF" and 282 not in image.tag_v2:
-        dpi = None  # Pillow reports (1, 1) for TIFFs without a resolution tag
+    dpi = info.get("dpi") if image.format != "TIFF" or 282 in image.tag_v2 else None  # Pillow says (1, 1)
     try:
-        if dpi and float(dpi[0]) > 1 and float(dpi[1]) > 1:
+        if dpi and float(dpi[0]) > 1 and float(dpi[1]) > 1:  # 0 or 1: a placeholder, not a scan resolution
             metadata.dpi = (float(dpi[0]), float(dpi[1]))
     except (TypeError, ValueError, ZeroDivisionError, IndexError):
         metadata.notes.append("unreadable DPI dropped")
     tag = info.get(RAYSR_TAG)
     try:
-        exif = _exif_of(image, loaded)
-        orientation = _orientation(exif)
+        if image.format == "PNG" and not loaded:  # PngImageFile.getexif() would decode the pixels again
+            exif = Image.Exif()
+            exif.load(info.get("exif") or b"")
+        else:
+            exif = image.getexif()
+        orientation = exif.get(_EXIF_ORIENTATION)
+        orientation = orientation if orientation in range(1, 9) else 1  # absent, garbage or a tuple
         software = exif.get(_EXIF_SOFTWARE)
         if not tag and isinstance(software, str) and software.startswith(RAYSR_TAG):
-            tag = software
+            raw = software.encode("latin-1")  # raysr writes a non-latin-1 tag as UTF-8
+            tag = raw.decode("utf-8", "ignore") if raw.decode("utf-8", "ignore").encode() == raw else software
         clean = _clean_exif(exif)
         metadata.exif = clean.tobytes() if len(clean) else None
     except Exception as error:  # noqa: BLE001 - malformed EXIF comes in endless shapes
@@ -289,10 +272,10 @@ def _read_metadata(image: Image.Image, loaded: bool) -> tuple[ImageMetadata, int
     metadata.raysr_tag = str(tag) if tag else None
     try:
         frames = getattr(image, "n_frames", 1)
-        if frames > 1:
-            metadata.notes.append(f"first of {frames} frames")
     except Exception:  # noqa: BLE001 - a damaged later frame does not spoil the first
-        metadata.notes.append("later frames unreadable; first frame used")
+        frames = "?"
+    if frames != 1:
+        metadata.notes.append(f"first of {frames} frames")
     return metadata, orientation
 
 
@@ -314,6 +297,15 @@ def decode_image(
     Raises:
         DecodeError: with ``kind`` and a message naming ``name``.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        decoded = _decode(data, name, max_pixels, min_side)
+    seen = dict.fromkeys(f"decoder warning: {warning.message}" for warning in caught)
+    decoded.metadata.notes += list(seen)[:3]  # e.g. "Corrupt EXIF data", for the manifest
+    return decoded
+
+
+def _decode(data: bytes, name: str, max_pixels: int, min_side: int) -> DecodedImage:
     # 1. Header: identify the format and size without decoding pixels.
     if not data:
         raise DecodeError("empty", f"{name}: file is empty (0 bytes); re-copy it from the source")
@@ -324,50 +316,47 @@ def decode_image(
     except MemoryError:
         raise
     except Exception as error:  # noqa: BLE001 - Pillow raises many types on damaged headers
-        raise DecodeError(
-            "truncated", f"{name}: image header is damaged ({error}); re-copy it from the source"
-        ) from None
+        message = f"{name}: image header is damaged ({error}); re-copy it from the source"
+        raise DecodeError("truncated", message) from None
     width, height = image.size
     if width * height > max_pixels:
-        raise DecodeError(
-            "too_large",
-            f"{name}: header claims {width}x{height} = {width * height / 1e6:.0f} MP, over the "
-            f"{max_pixels / 1e6:.0f} MP limit (possible decompression bomb); raise limits.max_pixels if genuine",
-        )
+        raise DecodeError("too_large", f"{name}: header claims {width}x{height} = {width * height / 1e6:.0f} MP, "
+                          f"over the {max_pixels / 1e6:.0f} MP limit (possible decompression bomb); "
+                          "raise limits.max_pixels if it is genuine")
     if min(width, height) < min_side:
-        raise DecodeError(
-            "too_small",
-            f"{name}: {width}x{height} is below the {min_side}px minimum side; lower limits.min_side to process it",
-        )
-    # 2. Pixels: a failure here means the data is damaged or cut off.
-    sixteen_bit = False
+        raise DecodeError("too_small", f"{name}: {width}x{height} is below the {min_side}px minimum side; "
+                          "lower limits.min_side to process it")
+    # 2. Pixels: any failure here means the data is damaged or cut off.
+    notes: list[str] = []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            sixteen_bit = _is_16bit_opencv(data, image)
-            if sixteen_bit:
-                pixels = _decode_opencv_16bit(data)
-            else:
-                image.load()
-                if image.format in ("JPEG", "MPO") and not _jpeg_complete(data):
-                    raise OSError("no end-of-image marker after the last scan")
-                notes: list[str] = []
-                pixels = _pillow_pixels(image, name, notes)
+        sixteen_bit = _is_16bit_opencv(data, image)
+        if sixteen_bit:
+            pixels = _decode_opencv_16bit(data)
+        else:
+            image.load()
+            if image.format in ("JPEG", "MPO") and not _jpeg_complete(data):
+                raise OSError("no end-of-image marker after the last scan")
+            pixels = _pillow_pixels(image, name, notes)
     except (DecodeError, MemoryError):
         raise
     except Exception as error:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, EOFError …
         raise DecodeError(
             "truncated", f"{name}: image data is damaged or cut off ({error}); re-copy it from the source"
         ) from None
-    # 3. Metadata, then orientation.
+    # 3. Metadata (never fatal), then orientation.
     metadata, orientation = _read_metadata(image, loaded=not sixteen_bit)
-    if not sixteen_bit:
-        metadata.notes[:0] = notes
+    metadata.notes[:0] = notes
     space = _icc_space(metadata.icc_profile)
-    if metadata.icc_profile and space != (b"GRAY" if pixels.ndim == 2 else b"RGB "):
-        # A CMYK profile on converted pixels (or a broken one) would make viewers mis-render.
-        metadata.notes.append(f"ICC profile for {space!r} dropped: it does not describe the decoded pixels")
+    if metadata.icc_profile and (image.mode == "CMYK" or space != (b"RGB " if pixels.ndim == 3 else b"GRAY")):
+        # A CMYK profile on converted pixels (or a broken one) would make viewers mis-render them.
+        what = space.decode("latin-1").strip() if space else "unreadable"
+        metadata.notes.append(f"{what} ICC profile dropped: it does not describe the decoded pixels")
         metadata.icc_profile = None
     if orientation != 1:
         metadata.notes.append(f"EXIF orientation {orientation} applied")
+    # OpenCV's TIFF decoder applies the Orientation tag itself, even with IMREAD_UNCHANGED;
+    # its PNG decoder does not (both pinned by tests). The shape check guards against a change.
+    transposed = orientation >= 5 and width != height and pixels.shape[:2] == (width, height)
+    if sixteen_bit and (image.format == "TIFF" or transposed):
+        return DecodedImage(pixels, metadata)
     return DecodedImage(_orient(pixels, orientation), metadata)

@@ -83,6 +83,22 @@ def _walk(root: Path, extensions: tuple[str, ...]) -> list[InputItem]:
     return items
 
 
+def _glob(pattern: Path) -> list[Path]:
+    """Absolute matches of a glob, via pathlib: its ``**`` does not enter symlinked folders
+    (``glob.glob`` does, and two link loops make it run for ever)."""
+    parts = Path(os.path.abspath(pattern)).parts
+    first = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    anchor, rest = Path(*parts[:first]), parts[first:]
+    if not rest:
+        return [anchor] if os.path.lexists(anchor) else []
+    matches = []
+    for match in anchor.glob(str(Path(*rest))):
+        below = match.relative_to(anchor).parts
+        if not any(part.startswith(".") for part in below):  # as glob.glob and the folder walk
+            matches.append(match)
+    return matches
+
+
 def list_local(pattern: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> Iterator[InputItem]:
     """Yield items under a file, a folder (recursive) or a glob, sorted by relative path.
 
@@ -108,7 +124,7 @@ def list_local(pattern: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> 
         root = path.resolve()
         items = _walk(root, extensions)
     else:
-        matches = [Path(os.path.abspath(match)) for match in glob.glob(str(path), recursive=True)]
+        matches = _glob(path)
         if not matches:
             raise FileNotFoundError(
                 f"input {pattern!r} matches no file or folder; check the path, and quote globs "
@@ -118,13 +134,13 @@ def list_local(pattern: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> 
         items = []
         for match in matches:
             if _through_symlinked_folder(match, root):
-                continue  # as in a folder walk; `**` would otherwise follow link loops
+                continue  # as in a folder walk
             if match.is_dir():
                 items += [
                     InputItem(item.uri, (match.relative_to(root) / item.relative).as_posix(), item.size)
                     for item in _walk(match, extensions)
                 ]
-            elif not match.name.startswith(".") and match.suffix.lower() in extensions:
+            elif match.suffix.lower() in extensions:
                 item = _item(match, root)
                 if item:
                     items.append(item)

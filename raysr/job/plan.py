@@ -1,0 +1,136 @@
+"""The Ray Data plan: the only module that imports ``ray.data``.
+
+Two passes over the inputs:
+
+1. **probe** (CPU tasks): read, hash, validate, route and decide skip/process.
+   Its rows are small and come back to the driver, which writes the error and
+   skip rows and splits the rest by route.
+2. **process**: per route, re-read bytes (CPU) → upscale in that route's own
+   actor pool (one model per actor, ``num_gpus`` per actor on GPU clusters) →
+   union of the routes → colour → metrics → encode + write (CPU tasks, fused).
+   Only small manifest rows come back to the driver.
+
+Images travel as encoded bytes until the actor decodes them, and outputs as raw
+bytes plus shape columns, so batches of different sizes never form ragged
+tensors; Ray Data's backpressure bounds how many are in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+
+import pyarrow as pa
+import ray
+import ray.data
+
+from raysr.job.spec import JobSpec
+from raysr.stages.color import ColorStage
+from raysr.stages.metrics import MetricsStage
+from raysr.stages.read import ProbeStage, ReadBytesStage
+from raysr.stages.upscale import UpscaleStage
+from raysr.stages.write import WriteStage
+
+LISTING_COLUMNS = ("item_id", "input_uri", "relative")
+_ROWS_PER_BLOCK = 8
+
+
+class PlanError(ValueError):
+    """The chain of stages does not fit together (a column read before it is written)."""
+
+
+def check_chain(stages: list, initial: tuple[str, ...]) -> None:
+    """Every column a stage reads must exist by then; fail before asking for a cluster."""
+    available = set(initial)
+    for stage in stages:
+        missing = [column for column in stage.reads if column not in available]
+        if missing:
+            name = getattr(stage, "__name__", type(stage).__name__)
+            raise PlanError(f"{name} reads {missing}, which no earlier stage writes")
+        available |= set(stage.writes)
+
+
+def init_ray(address: str | None, logical_cpus: int | None = None) -> None:
+    """Join ``address``, or start an embedded local Ray (no cluster needed)."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the driver prints one progress line of its own
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    else:
+        # Logical CPUs: actors and read/write tasks must fit side by side even on a
+        # 2-core laptop; the OS shares the real cores.
+        ray.init(num_cpus=max(os.cpu_count() or 1, logical_cpus or 0), include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.WARNING)
+
+
+def cluster_gpus() -> float:
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+def _blocks(table: pa.Table) -> list[pa.Table]:
+    rows_per_block = max(_ROWS_PER_BLOCK, math.ceil(table.num_rows / 2000))
+    return [table.slice(start, rows_per_block) for start in range(0, max(table.num_rows, 1), rows_per_block)]
+
+
+def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str], done: pa.Table | None) -> Iterator[pa.Table]:
+    """Run the probe pass over the listing; yield its rows as Arrow batches."""
+    stage = ProbeStage(spec, weights_sha256, done)
+    check_chain([stage], LISTING_COLUMNS)
+    dataset = ray.data.from_arrow(_blocks(listing)).map_batches(
+        stage, batch_size=_ROWS_PER_BLOCK, num_cpus=spec.resources.read_cpus, batch_format="pyarrow",
+    )
+    yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+
+
+def _gpus_per_actor(spec: JobSpec) -> float:
+    if spec.resources.gpus_per_actor is not None:
+        return spec.resources.gpus_per_actor
+    return 1.0 if cluster_gpus() > 0 else 0.0
+
+
+def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa.Table]:
+    """Run the process pass; yield finished manifest rows as Arrow batches."""
+    resources = spec.resources
+    num_gpus = _gpus_per_actor(spec)
+    post = [
+        ColorStage({route: spec.route_spec(route).color or spec.stages.color for route in pending_by_route}),
+        MetricsStage(spec.stages.flag_lr_psnr_below, spec.stages.flag_delta_e_above, spec.stages.reference_dir)
+        if spec.stages.metrics else None,
+        WriteStage(spec.output.format, spec.output.quality),
+    ]
+    post = [stage for stage in post if stage is not None]
+    branches = []
+    for route, table in pending_by_route.items():
+        if table.num_rows == 0:
+            continue
+        check_chain([ReadBytesStage(), UpscaleStage, *post], (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
+        branch = ray.data.from_arrow(_blocks(table)).map_batches(
+            ReadBytesStage(), batch_size=_ROWS_PER_BLOCK, num_cpus=resources.read_cpus, batch_format="pyarrow",
+        ).map_batches(
+            UpscaleStage,
+            fn_constructor_kwargs={
+                "model": spec.route_spec(route).model,
+                "engine": spec.engine,
+                "weights_dir": spec.weights_dir,
+                "timeout_s": spec.limits.item_timeout_s,
+            },
+            batch_size=resources.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=resources.actors_per_model),
+            num_gpus=num_gpus,
+            num_cpus=resources.cpus_per_actor,
+            # Ray Data's actor pools restart a killed actor (OOM kill, segfault) and
+            # retry its batch (max_restarts=-1, max_task_retries=-1 by default).
+        )
+        branches.append(branch)
+    if not branches:
+        return
+    dataset = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
+    for stage in post:
+        dataset = dataset.map_batches(stage, batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow")
+    yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)

@@ -1,0 +1,189 @@
+"""`raysr run`: the driver. List → probe → write error/skip rows → process → reconcile.
+
+The driver never holds image data: it holds the listing (columnar), the probe's
+small rows, and writes manifest rows as they stream back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from raysr.job.spec import ROUTES, JobSpec
+from raysr.manifest import ManifestWriter, latest_outcomes, read_manifest
+from raysr.models.registry import get_spec, is_registered
+from raysr.sinks.write import colliding_outputs
+from raysr.sources.listing import list_local
+from raysr.stages.write import finish
+from raysr.weights.resolve import resolve_weights
+
+
+@dataclass
+class RunReport:
+    """What a run did. ``exit_code`` is what `raysr run` returns."""
+
+    job_id: str
+    run_id: str
+    listed: int = 0
+    counts: Counter = field(default_factory=Counter)
+    missing: list[str] = field(default_factory=list)
+    estimates: list = field(default_factory=list)
+    wall_s: float = 0.0
+    manifest_uri: str = ""
+    dry_run: bool = False
+    allow_errors: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.missing:
+            return 3
+        if self.counts["error"] and not self.allow_errors:
+            return 1
+        return 0
+
+    def line(self) -> str:
+        counts = ", ".join(f"{self.counts[s]} {s}" for s in ("ok", "flagged", "skipped", "error"))
+        return f"{self.listed} inputs: {counts} in {self.wall_s:.1f} s -> manifest {self.manifest_uri}"
+
+
+def item_id(uri: str) -> str:
+    """Stable id of an input: a hash of its URI."""
+    return hashlib.sha256(uri.encode()).hexdigest()[:20]
+
+
+def list_inputs(spec: JobSpec) -> pa.Table:
+    """The listing as a columnar table (deduplicated: an input listed twice is one item)."""
+    extensions = tuple(spec.extensions)
+    uris, relatives, seen = [], [], set()
+    for pattern in spec.inputs:
+        if pattern.startswith("s3://"):
+            from raysr.sources.s3 import list_items
+
+            items = list_items(pattern, extensions)
+        else:
+            items = list_local(pattern, extensions)
+        for item in items:
+            if item.uri not in seen:
+                seen.add(item.uri)
+                uris.append(item.uri)
+                relatives.append(item.relative)
+    return pa.table({
+        "item_id": pa.array([item_id(uri) for uri in uris], pa.string()),
+        "input_uri": pa.array(uris, pa.string()),
+        "relative": pa.array(relatives, pa.string()),
+    })
+
+
+def _weights_by_route(spec: JobSpec) -> dict[str, str]:
+    """Resolve every route's weights on the driver: fail fast, and know the digests for resume."""
+    digests = {}
+    for route in ROUTES:
+        model = spec.route_spec(route).model
+        if is_registered(model) and get_spec(model).is_classical:
+            digests[route] = None
+            continue
+        digests[route] = resolve_weights(model, spec.weights_dir).sha256
+    return digests
+
+
+def _refuse_output_collisions(probed: pa.Table) -> pa.Table:
+    """Two inputs must never write one output (``a.jpg`` and ``a.png`` → ``a.png``): the later fails."""
+    live = probed.filter(pc.is_valid(probed.column("output_uri")))
+    losers = colliding_outputs(list(zip(live.column("input_uri").to_pylist(), live.column("output_uri").to_pylist())))
+    if not losers:
+        return probed
+    rows = probed.to_pylist()
+    for row in rows:
+        winner = losers.get(row["input_uri"])
+        if winner is not None and row["status"] is None:
+            row.update(status="error", error_type="output_collision", error_stage="read",
+                       error_message=f"{row['input_uri']}: its output {row['output_uri']} is also the output of "
+                                     f"{winner}; rename one of them or write to another folder")
+    return pa.Table.from_pylist(rows, schema=probed.schema)
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.started = time.perf_counter()
+        self.counts: Counter = Counter()
+
+    def add(self, statuses: list[str]) -> None:
+        self.counts.update(statuses)
+        if not self.enabled:
+            return
+        done = sum(self.counts.values())
+        elapsed = time.perf_counter() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        print(f"\r{done}/{self.total}  ok {self.counts['ok'] + self.counts['flagged']}  failed {self.counts['error']}"
+              f"  skipped {self.counts['skipped']}  {rate:.2f} items/s  ETA {eta:.0f} s ", end="", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr)
+
+
+def run_job(spec: JobSpec, address: str | None = None, dry_run: bool = False,
+            progress: bool | None = None) -> RunReport:
+    """Run (or with ``dry_run`` only plan) a job; returns the report. See the module docstring."""
+    from raysr.job import plan  # imports Ray: only when a job actually runs
+
+    started = time.perf_counter()
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    report = RunReport(spec.name, run_id, manifest_uri=spec.manifest_uri, dry_run=dry_run,
+                       allow_errors=spec.allow_errors)
+    weights = _weights_by_route(spec)
+    listing = list_inputs(spec)
+    report.listed = listing.num_rows
+    done = latest_outcomes(read_manifest(spec.manifest_uri))
+    plan.init_ray(address, logical_cpus=2 * spec.resources.actors_per_model * len(set(spec.models().values())) + 2)
+
+    probed = pa.concat_tables(list(plan.probe(listing, spec, weights, done))) if listing.num_rows else None
+    if dry_run:
+        statuses = probed.column("status").to_pylist() if probed is not None else []
+        report.counts.update("process" if status is None else status for status in statuses)
+        if report.counts["process"]:
+            from raysr.job.estimate import estimate
+
+            report.estimates = estimate(spec, probed.filter(pc.is_null(probed.column("status"))))
+        report.wall_s = time.perf_counter() - started
+        return report
+
+    writer = ManifestWriter(spec.manifest_uri, job_id=spec.name, run_id=run_id)
+    show = sys.stderr.isatty() if progress is None else progress
+    tracker = _Progress(listing.num_rows, show)
+    written: Counter = Counter()
+
+    def emit(rows: list[dict]) -> None:
+        writer.append(rows)
+        written.update(row["item_id"] for row in rows)
+        tracker.add([row["status"] for row in rows])
+
+    pending_by_route: dict[str, pa.Table] = {}
+    if probed is not None:
+        probed = _refuse_output_collisions(probed)
+        is_pending = pc.is_null(probed.column("status"))
+        emit([finish(row) for row in probed.filter(pc.invert(is_pending)).to_pylist()])
+        pending = probed.filter(is_pending)
+        for route in ROUTES:
+            pending_by_route[route] = pending.filter(pc.equal(pending.column("route"), route))
+    for batch in plan.process(pending_by_route, spec):
+        emit(batch.to_pylist())
+        writer.flush()
+    writer.flush()
+    tracker.close()
+
+    # Reconcile: every listed item has exactly one row in this run.
+    listed_ids = listing.column("item_id").to_pylist()
+    report.missing = [uri for uri, item in zip(listing.column("input_uri").to_pylist(), listed_ids) if written[item] != 1]
+    report.counts = tracker.counts
+    report.wall_s = time.perf_counter() - started
+    return report

@@ -1,0 +1,203 @@
+"""The job spec: one YAML file says everything a run does. The one home of job defaults.
+
+Unknown keys and bad values are refused before any work starts, with the key,
+what was expected and what came (pydantic's messages, reformatted by
+:func:`load_spec`).
+
+Example (``jobs/demo.yaml``)::
+
+    name: demo
+    inputs: [demo-in]
+    output: {path: demo-out}
+    model: RealESRGAN_x4plus
+    routes:
+      anime: {model: realesr-animevideov3}
+    engine: {tile: 256}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from raysr.engine.options import EngineOptions
+from raysr.imageops.color import COLOR_METHODS
+from raysr.sinks.encode import FORMATS
+from raysr.sources.decode import MAX_PIXELS, MIN_SIDE_PX
+from raysr.sources.listing import IMAGE_EXTENSIONS
+
+ROUTES = ("photo", "anime")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OutputSpec(_Strict):
+    """Where and how outputs are written; names mirror the input tree."""
+
+    path: str
+    format: Literal["png", "jpg", "webp", "tiff"] = "png"
+    quality: int = Field(default=95, ge=1, le=100)
+
+
+class RouteSpec(_Strict):
+    """The model chain of one route."""
+
+    model: str
+    color: str | None = None  # None: the model family's default (registry)
+
+
+class RouteOverride(_Strict):
+    """Send inputs whose path (relative to its input root) matches ``glob`` to ``route``."""
+
+    glob: str
+    route: Literal["photo", "anime"]
+
+
+class StagesSpec(_Strict):
+    color: str | None = None  # None: per model family (registry's color_correction)
+    metrics: bool = True
+    reference_dir: str | None = None  # ground truth, same relative names → ref PSNR/SSIM
+    flag_lr_psnr_below: float | None = 20.0
+    flag_delta_e_above: float | None = 12.0
+
+    @field_validator("color")
+    @classmethod
+    def _known_color(cls, value: str | None) -> str | None:
+        if value is not None and value not in COLOR_METHODS:
+            raise ValueError(f"must be one of {COLOR_METHODS}")
+        return value
+
+
+class ResourcesSpec(_Strict):
+    actors_per_model: int = Field(default=1, ge=1)
+    gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else CPU actors
+    cpus_per_actor: float = Field(default=1, gt=0)
+    batch_size: int = Field(default=1, ge=1)
+    read_cpus: float = Field(default=0.5, gt=0)
+
+
+class LimitsSpec(_Strict):
+    max_pixels: int = Field(default=MAX_PIXELS, gt=0)
+    min_side: int = Field(default=MIN_SIDE_PX, ge=1)
+    item_timeout_s: float = Field(default=3600, gt=0)
+
+
+class ValidateSpec(_Strict):
+    """`raysr validate`: score the job's models on a sample of its own inputs (raysr/job/validate.py)."""
+
+    sample: int = Field(default=16, ge=1)  # inputs drawn at random from the listing
+    seed: int = Field(default=0, ge=0)  # draws the sample and every item's degradation
+    second_order: bool = False  # add Real-ESRGAN's second, milder degradation round
+    max_side: int = Field(default=256, ge=16)  # centre crop per item, px per side
+    compare_models: list[str] = []  # extra registry names or weights paths, scored beside the routes'
+
+
+# The YAML key is `validate`; pydantic warns that it shadows the deprecated BaseModel.validate.
+warnings.filterwarnings("ignore", message='Field name "validate" in "JobSpec" shadows', category=UserWarning)
+
+
+class JobSpec(_Strict):
+    """A raysr job. See the README's "Job spec" section for every key."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    inputs: list[str] = Field(min_length=1)
+    extensions: list[str] = list(IMAGE_EXTENSIONS)
+    output: OutputSpec
+    manifest: str | None = None  # default: <output>/_raysr/manifest
+    model: str = "RealESRGAN_x4plus"  # the photo route's model unless routes say otherwise
+    routes: dict[Literal["photo", "anime"], RouteSpec] = {}
+    route_overrides: list[RouteOverride] = []
+    engine: EngineOptions = EngineOptions()
+    stages: StagesSpec = StagesSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    limits: LimitsSpec = LimitsSpec()
+    validate: ValidateSpec = ValidateSpec()
+    weights_dir: str | None = None
+    resume: bool = True
+    force: bool = False
+    retry_failed_only: bool = False
+    allow_errors: bool = False
+
+    @field_validator("extensions")
+    @classmethod
+    def _dotted_lower(cls, values: list[str]) -> list[str]:
+        return [value.lower() if value.startswith(".") else f".{value.lower()}" for value in values]
+
+    @model_validator(mode="after")
+    def _output_format_known(self) -> "JobSpec":
+        if self.output.format not in FORMATS:
+            raise ValueError(f"output.format must be one of {FORMATS}")
+        return self
+
+    # -- derived -------------------------------------------------------------
+    @property
+    def manifest_uri(self) -> str:
+        return self.manifest or f"{self.output.path.rstrip('/')}/_raysr/manifest"
+
+    def route_spec(self, route: str) -> RouteSpec:
+        """The chain for ``route``; routes not configured fall back to the top-level model."""
+        return self.routes.get(route) or RouteSpec(model=self.model)
+
+    def models(self) -> dict[str, str]:
+        """route → model name, for every route."""
+        return {route: self.route_spec(route).model for route in ROUTES}
+
+    def settings_hash(self, route: str) -> str:
+        """Hash of every setting that changes a route's output pixels or file."""
+        settings = {
+            "model": self.route_spec(route).model,
+            "engine": self.engine.settings(),
+            "color": self.route_spec(route).color or self.stages.color,
+            "output": self.output.model_dump(exclude={"path"}),
+        }
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class SpecError(ValueError):
+    """The job spec is invalid; the message lists every problem with its key."""
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid job spec"]
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        got = problem.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        message = "unknown key; check the spelling against the README's job spec section" if problem["type"] == "extra_forbidden" else problem["msg"]
+        lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: dict, source: str = "job spec") -> JobSpec:
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(_format_errors(error, source)) from None
+
+
+def load_spec(path: str | Path, **overrides) -> JobSpec:
+    """Read and validate a YAML job spec; ``overrides`` replace top-level keys (CLI flags).
+
+    Relative input/output/manifest paths are resolved against the current directory.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise SpecError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a job spec is a mapping of keys (name, inputs, output, …)")
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    return parse_spec(data, str(path))
+
+
+def dump_spec(spec: JobSpec) -> str:
+    return yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False)

@@ -1,0 +1,236 @@
+"""The manifest: one Parquet dataset per job, one row per input item per run.
+
+This module owns the schema; every other module builds rows through
+:func:`new_row` and reads them through :func:`read_manifest`. Rows are written
+by the driver in small part files (``run_id=<id>/part-NNNNN.parquet``), each
+written whole then renamed, so a killed job leaves every row it finished and
+nothing half-written. Local paths and ``s3://`` URIs both work (pyarrow.fs).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+STATUSES = ("ok", "error", "skipped", "flagged")
+
+_STAGES = ("read", "upscale", "color", "metrics", "write")
+_METRICS = ("lr_psnr", "lr_ssim", "sharpness", "delta_e", "ref_psnr", "ref_ssim")
+
+SCHEMA = pa.schema(
+    [
+        ("job_id", pa.string()),
+        ("run_id", pa.string()),
+        ("item_id", pa.string()),
+        ("input_uri", pa.string()),
+        ("input_size", pa.int64()),
+        ("input_sha256", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("channels", pa.int32()),
+        ("bit_depth", pa.int32()),
+        ("route", pa.string()),
+        ("route_reason", pa.string()),
+        ("model", pa.string()),
+        ("model_arch", pa.string()),
+        ("weights_sha256", pa.string()),
+        ("weights_source", pa.string()),
+        ("weights_storage", pa.string()),
+        ("precision", pa.string()),
+        ("precision_fallback_tiles", pa.int32()),
+        ("tile", pa.int32()),
+        ("tile_pad", pa.int32()),
+        ("tile_overlap", pa.int32()),
+        ("color_method", pa.string()),
+        ("settings_hash", pa.string()),
+        ("output_uri", pa.string()),
+        ("output_size", pa.int64()),
+        ("output_width", pa.int32()),
+        ("output_height", pa.int32()),
+        ("status", pa.string()),
+        ("error_type", pa.string()),
+        ("error_stage", pa.string()),
+        ("error_message", pa.string()),
+        ("flag_reasons", pa.string()),
+        ("skip_reason", pa.string()),
+        ("metadata_kept", pa.string()),
+        ("notes", pa.string()),
+        *[(f"{stage}_s", pa.float64()) for stage in _STAGES],
+        *[(metric, pa.float64()) for metric in _METRICS],
+        ("node_id", pa.string()),
+        ("actor_id", pa.string()),
+        ("raysr_version", pa.string()),
+        ("started_at", pa.timestamp("us", tz="UTC")),
+        ("finished_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+COLUMNS = tuple(SCHEMA.names)
+
+
+def new_row(**values) -> dict:
+    """A manifest row with every column present (``None`` where not given).
+
+    Raises:
+        KeyError: for a column the schema does not have (catches typos at the source).
+    """
+    unknown = set(values) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"not manifest columns: {sorted(unknown)}")
+    row = dict.fromkeys(COLUMNS)
+    row.update(values)
+    return row
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    """Rows (dicts with manifest columns) → a table with exactly :data:`SCHEMA`."""
+    return pa.Table.from_pylist([new_row(**row) for row in rows], schema=SCHEMA)
+
+
+@dataclass
+class ManifestWriter:
+    """Appends rows of one run to the job's manifest dataset in part files.
+
+    Example:
+        >>> writer = ManifestWriter("/tmp/m", job_id="demo", run_id="r1")  # doctest: +SKIP
+        >>> writer.append([new_row(item_id="a", status="ok")]); writer.flush()  # doctest: +SKIP
+    """
+
+    root: str
+    job_id: str
+    run_id: str
+    rows_per_part: int = 500
+
+    def __post_init__(self) -> None:
+        self._fs, self._base = _filesystem(self.root)
+        self._dir = f"{self._base}/run_id={self.run_id}"
+        self._fs.create_dir(self._dir, recursive=True)
+        self._pending: list[dict] = []
+        self._parts = 0
+        self.rows_written = 0
+
+    def append(self, rows: list[dict]) -> None:
+        for row in rows:
+            self._pending.append({**row, "job_id": self.job_id, "run_id": self.run_id})
+        if len(self._pending) >= self.rows_per_part:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        table = to_table(self._pending).drop_columns(["run_id"])  # the partition folder holds it
+        final = f"{self._dir}/part-{self._parts:05d}-{uuid.uuid4().hex[:8]}.parquet"
+        if isinstance(self._fs, pafs.LocalFileSystem):
+            temporary = f"{self._dir}/.tmp-{uuid.uuid4().hex}"
+            pq.write_table(table, temporary, filesystem=self._fs)
+            self._fs.move(temporary, final)
+        else:  # object stores publish a PUT atomically
+            pq.write_table(table, final, filesystem=self._fs)
+        self._parts += 1
+        self.rows_written += len(self._pending)
+        self._pending = []
+
+
+def read_manifest(uri: str) -> pa.Table:
+    """Every row of every run in the manifest at ``uri`` (empty table if none yet)."""
+    filesystem, base = _filesystem(uri)
+    if filesystem.get_file_info(base).type == pafs.FileType.NotFound:
+        return SCHEMA.empty_table()
+    partitioning = pads.partitioning(pa.schema([("run_id", pa.string())]), flavor="hive")
+    dataset = pads.dataset(
+        base, format="parquet", filesystem=filesystem, partitioning=partitioning,
+        exclude_invalid_files=True, ignore_prefixes=[".", "_"],
+    )
+    table = dataset.to_table()
+    return table.select([name for name in COLUMNS if name in table.column_names]).cast(
+        pa.schema([SCHEMA.field(name) for name in COLUMNS if name in table.column_names])
+    )
+
+
+def latest_rows(table: pa.Table) -> pa.Table:
+    """The most recent row of each item (by ``finished_at``)."""
+    if table.num_rows == 0:
+        return table
+    order = pc.sort_indices(table, sort_keys=[("item_id", "ascending"), ("finished_at", "descending")])
+    ordered = table.take(order)
+    item_ids = ordered.column("item_id").to_pylist()
+    keep = [index for index, item in enumerate(item_ids) if index == 0 or item != item_ids[index - 1]]
+    return ordered.take(pa.array(keep, pa.int64()))
+
+
+def latest_outcomes(table: pa.Table) -> pa.Table:
+    """The most recent row of each item that did work (``skipped`` rows only point back)."""
+    if table.num_rows == 0:
+        return table
+    return latest_rows(table.filter(pc.not_equal(table.column("status"), "skipped")))
+
+
+def summarize(table: pa.Table, slowest: int = 5) -> dict:
+    """Counts, throughput, failures and slowest items of the latest run in ``table``."""
+    if table.num_rows == 0:
+        return {"rows": 0}
+    runs = table.group_by("run_id").aggregate([("finished_at", "max")]).sort_by([("finished_at_max", "descending")])
+    run_id = runs.column("run_id")[0].as_py()
+    run = table.filter(pc.equal(table.column("run_id"), run_id))
+    statuses = run.column("status").to_pylist()
+    counts = {status: statuses.count(status) for status in STATUSES}
+    start = pc.min(run.column("started_at")).as_py()
+    end = pc.max(run.column("finished_at")).as_py()
+    wall_s = (end - start).total_seconds() if start and end else 0.0
+    processed = counts["ok"] + counts["flagged"] + counts["error"]
+    errors = run.filter(pc.equal(run.column("status"), "error"))
+    busy = run.filter(pc.is_valid(run.column("upscale_s"))).sort_by([("upscale_s", "descending")])
+    return {
+        "job_id": run.column("job_id")[0].as_py(),
+        "run_id": run_id,
+        "runs": runs.num_rows,
+        "rows": run.num_rows,
+        **counts,
+        "wall_s": round(wall_s, 2),
+        "items_per_s": round(processed / wall_s, 3) if wall_s > 0 else None,
+        "failures": [
+            {"input_uri": uri, "error_type": kind, "error_message": message}
+            for uri, kind, message in zip(
+                errors.column("input_uri").to_pylist(), errors.column("error_type").to_pylist(),
+                errors.column("error_message").to_pylist(),
+            )
+        ],
+        "slowest": [
+            {"input_uri": uri, "upscale_s": round(seconds, 3)}
+            for uri, seconds in zip(busy.column("input_uri").to_pylist()[:slowest], busy.column("upscale_s").to_pylist()[:slowest])
+        ],
+    }
+
+
+def format_summary(summary: dict) -> str:
+    if not summary.get("rows"):
+        return "manifest is empty"
+    lines = [
+        f"job {summary['job_id']}  run {summary['run_id']}  ({summary['runs']} runs in manifest)",
+        "  ".join(f"{status} {summary[status]}" for status in STATUSES) + f"  rows {summary['rows']}",
+        f"wall {summary['wall_s']} s, {summary['items_per_s']} items/s",
+    ]
+    if summary["failures"]:
+        lines.append("failures:")
+        lines += [f"  {f['input_uri']}: [{f['error_type']}] {f['error_message']}" for f in summary["failures"]]
+    if summary["slowest"]:
+        lines.append("slowest:")
+        lines += [f"  {s['upscale_s']:8.3f} s  {s['input_uri']}" for s in summary["slowest"]]
+    return "\n".join(lines)

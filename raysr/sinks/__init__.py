@@ -1,0 +1,1 @@
+"""Sinks: encode outputs with their metadata and write them atomically."""

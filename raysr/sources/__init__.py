@@ -1,0 +1,1 @@
+"""Sources: list inputs (local, S3), read bytes, decode and validate."""

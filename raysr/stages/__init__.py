@@ -1,0 +1,1 @@
+"""Job stages: plain callable classes over batches; Ray-free so tests can call them directly."""

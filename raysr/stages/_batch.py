@@ -1,0 +1,117 @@
+"""Rows in, rows out: helpers every stage shares.
+
+Ray Data hands stages batches as ``dict[str, np.ndarray]``. Stages work on
+rows (dicts), so a test can call them on a hand-made batch without Ray.
+Images travel as bytes plus shape columns (never as ragged tensor columns),
+and every failure becomes fields of the row, never an exception.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pyarrow as pa
+
+from raysr.manifest import SCHEMA
+
+Row = dict
+Batch = "pa.Table | dict[str, np.ndarray]"
+
+#: Columns that only live between stages; the write stage drops them.
+TRANSIENT_SCHEMA = pa.schema([
+    ("relative", pa.string()),
+    ("data", pa.binary()),
+    ("pixels", pa.large_binary()),
+    ("pixels_shape", pa.list_(pa.int64())),
+    ("pixels_dtype", pa.string()),
+])
+_FIELDS = {field.name: field for schema in (SCHEMA, TRANSIENT_SCHEMA) for field in schema}
+
+
+def rows_of(batch) -> list[Row]:
+    """A batch (Arrow table, or dict of equal-length arrays) as a list of row dicts."""
+    if isinstance(batch, pa.Table):
+        return batch.to_pylist()
+    columns = list(batch)
+    if not columns:
+        return []
+    count = len(batch[columns[0]])
+    return [{column: _plain(batch[column][index]) for column in columns} for index in range(count)]
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return value.tolist()
+    return value
+
+
+def batch_of(rows: list[Row], columns: tuple[str, ...] | None = None) -> pa.Table:
+    """Rows → an Arrow table typed by the manifest and transient schemas.
+
+    Explicit types matter: a column that is all ``None`` in one batch must stay
+    a null string column, not become NaN floats.
+    """
+    columns = columns or tuple(dict.fromkeys(key for row in rows for key in row))
+    schema = pa.schema([_FIELDS[column] for column in columns])
+    return pa.Table.from_pylist([{column: row.get(column) for column in columns} for row in rows], schema=schema)
+
+
+def pending(row: Row) -> bool:
+    """Still in flight: not failed, not skipped (``flagged`` items still get written)."""
+    return row.get("status") in (None, "flagged")
+
+
+def fail(row: Row, stage: str, error: BaseException) -> Row:
+    """Turn an exception into the row's error fields."""
+    kind = getattr(error, "kind", None) or type(error).__name__
+    message = str(error).strip() or type(error).__name__
+    uri = row.get("input_uri")
+    if uri and not message.startswith(str(uri)):
+        message = f"{uri}: {message}"
+    if not isinstance(error, (ValueError, OSError, RuntimeError, TimeoutError)):
+        # Not a failure raysr anticipated: keep the exception type and say where to look.
+        message = f"unexpected {type(error).__name__} in the {stage} stage: {message} (a raysr bug; please report it with this manifest row)"
+    row.update(status="error", error_type=kind, error_stage=stage, error_message=message[:2000])
+    for column in ("data", "pixels"):
+        row[column] = None
+    return row
+
+
+def pack_pixels(row: Row, pixels: np.ndarray) -> None:
+    row["pixels"] = np.ascontiguousarray(pixels).tobytes()
+    row["pixels_shape"] = list(pixels.shape)
+    row["pixels_dtype"] = str(pixels.dtype)
+
+
+def unpack_pixels(row: Row) -> np.ndarray:
+    shape = tuple(int(size) for size in row["pixels_shape"])
+    return np.frombuffer(row["pixels"], dtype=row["pixels_dtype"]).reshape(shape)
+
+
+@contextmanager
+def timed(row: Row, column: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        row[column] = (row.get(column) or 0.0) + time.perf_counter() - started
+
+
+def worker_ids() -> tuple[str | None, str | None]:
+    """(node id, actor id) when running inside Ray, else (hostname, pid)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        context = ray.get_runtime_context()
+        return context.get_node_id(), context.get_actor_id()
+    return os.uname().nodename, f"pid-{os.getpid()}"
+
+
+def map_rows(batch, process: Callable[[Row], Row]) -> pa.Table:
+    return batch_of([process(row) for row in rows_of(batch)])

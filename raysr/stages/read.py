@@ -1,0 +1,147 @@
+"""Read stages: probe every input (read, hash, validate, route, resume decision), then
+re-read the bytes of the items that will be processed.
+
+The probe's rows are small (no image bytes), so the driver can hold the
+routing of a whole archive; bytes are read again right before the model, and
+checked against the probe's hash so an input that changes mid-run is caught.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+
+import pyarrow as pa
+
+from raysr.imageops.content import classify_content
+from raysr.job.spec import JobSpec
+from raysr.manifest import now_utc
+from raysr.sinks.encode import EXTENSIONS
+from raysr.sources.decode import DecodeError, decode_image
+from raysr.stages._batch import Batch, Row, fail, map_rows, timed
+from raysr.storage import output_uri, read_bytes, size_of
+
+
+class InputChangedError(RuntimeError):
+    kind = "input_changed"
+
+
+def _read(uri: str) -> bytes:
+    try:
+        return read_bytes(uri)
+    except FileNotFoundError:
+        raise DecodeError("missing", f"{uri}: file disappeared after listing (deleted or moved); re-run the job") from None
+    except PermissionError:
+        raise DecodeError("unreadable", f"{uri}: permission denied; give the job's user read access") from None
+    except IsADirectoryError:
+        raise DecodeError("unreadable", f"{uri}: is a directory, not a file") from None
+
+
+class _DoneIndex:
+    """The last recorded row of each item, from earlier runs' manifest."""
+
+    def __init__(self, latest: pa.Table | None) -> None:
+        self._rows: dict[str, dict] = {}
+        if latest is not None and latest.num_rows:
+            columns = ("item_id", "status", "input_sha256", "settings_hash", "weights_sha256",
+                       "output_uri", "output_size", "run_id")
+            for row in latest.select([c for c in columns if c in latest.column_names]).to_pylist():
+                self._rows[row["item_id"]] = row
+
+    def get(self, item_id: str) -> dict | None:
+        return self._rows.get(item_id)
+
+
+class ProbeStage:
+    """Read, hash, decode-validate and route each input; decide skip or process.
+
+    Reads ``item_id, input_uri, relative``; writes the item's identity, route,
+    model, settings hash, output URI and, for failures or skips, the status.
+    """
+
+    reads = ("item_id", "input_uri", "relative")
+    writes = ("input_sha256", "input_size", "width", "height", "channels", "bit_depth", "route",
+              "route_reason", "model", "settings_hash", "output_uri", "status", "skip_reason",
+              "error_type", "error_stage", "error_message", "read_s", "started_at", "notes")
+
+    def __init__(self, spec: JobSpec, weights_sha256: dict[str, str], done: pa.Table | None = None) -> None:
+        self.spec = spec
+        self.weights_sha256 = weights_sha256  # route -> sha, to tell a model upgrade
+        self.done = _DoneIndex(done if spec.resume and not spec.force else None)
+        self.retry_index = _DoneIndex(done) if spec.retry_failed_only else None
+        self.extension = EXTENSIONS[spec.output.format]
+
+    def __call__(self, batch: Batch) -> Batch:
+        return map_rows(batch, self.probe)
+
+    def _route(self, row: Row, pixels) -> tuple[str, str]:
+        for override in self.spec.route_overrides:
+            if fnmatch.fnmatch(row["relative"], override.glob):
+                return override.route, f"path matches {override.glob!r}"
+        guess = classify_content(pixels)
+        return guess.kind, guess.reason
+
+    def probe(self, row: Row) -> Row:
+        row.update(started_at=now_utc(), status=None)
+        try:
+            with timed(row, "read_s"):
+                data = _read(row["input_uri"])
+                row["input_size"] = len(data)
+                row["input_sha256"] = hashlib.sha256(data).hexdigest()
+                decoded = decode_image(data, row["input_uri"], self.spec.limits.max_pixels, self.spec.limits.min_side)
+            pixels = decoded.pixels
+            row.update(width=pixels.shape[1], height=pixels.shape[0], channels=decoded.channels,
+                       bit_depth=decoded.bit_depth, notes="; ".join(decoded.metadata.notes) or None)
+            row["route"], row["route_reason"] = self._route(row, pixels)
+            row["model"] = self.spec.route_spec(row["route"]).model
+            row["settings_hash"] = self.spec.settings_hash(row["route"])
+            row["output_uri"] = output_uri(self.spec.output.path, row["relative"], self.extension)
+        except Exception as error:  # noqa: BLE001 - every failure becomes this item's error row
+            return fail(row, "read", error)
+        return self._decide(row, decoded.metadata.raysr_tag)
+
+    def _decide(self, row: Row, raysr_tag: str | None) -> Row:
+        if raysr_tag and not self.spec.force:
+            row.update(status="skipped", skip_reason=f"input was made by raysr ({raysr_tag}); set force to redo")
+            return row
+        if self.retry_index is not None:
+            last = self.retry_index.get(row["item_id"])
+            if last is None or last["status"] != "error":
+                row.update(status="skipped", skip_reason="not a failed item (retry_failed_only)")
+                return row
+        last = self.done.get(row["item_id"])
+        if last is None or last["status"] not in ("ok", "flagged"):
+            return row
+        same = (
+            last["input_sha256"] == row["input_sha256"]
+            and last["settings_hash"] == row["settings_hash"]
+            and last["weights_sha256"] == self.weights_sha256.get(row["route"])
+            and last["output_uri"] == row["output_uri"]
+        )
+        if same and last["output_size"] is not None and size_of(row["output_uri"]) == last["output_size"]:
+            row.update(status="skipped", skip_reason=f"unchanged since run {last.get('run_id')}")
+        return row
+
+
+class ReadBytesStage:
+    """Re-read an item's bytes right before the model and check they match the probe.
+
+    Reads ``input_uri, input_sha256``; writes ``data``.
+    """
+
+    reads = ("input_uri", "input_sha256")
+    writes = ("data",)
+
+    def __call__(self, batch: Batch) -> Batch:
+        return map_rows(batch, self.read)
+
+    def read(self, row: Row) -> Row:
+        try:
+            with timed(row, "read_s"):
+                data = _read(row["input_uri"])
+            if hashlib.sha256(data).hexdigest() != row["input_sha256"]:
+                raise InputChangedError(f"{row['input_uri']}: content changed during the run; re-run the job")
+            row["data"] = data
+        except Exception as error:  # noqa: BLE001
+            return fail(row, "read", error)
+        return row

@@ -1,0 +1,55 @@
+"""The upscale stage: one model per actor, loaded once, run on every item routed to it."""
+
+from __future__ import annotations
+
+from raysr.engine import EngineOptions, Upscaler
+from raysr.models.load import load_model
+from raysr.sources.decode import decode_image
+from raysr.stages._batch import Batch, Row, fail, map_rows, pack_pixels, pending, timed, worker_ids
+
+
+class UpscaleStage:
+    """Decode an item's bytes and run the model. Construct once per actor.
+
+    Reads ``data, input_uri``; writes the output pixels and the engine's provenance.
+    """
+
+    reads = ("data", "input_uri")
+    writes = ("pixels", "pixels_shape", "pixels_dtype", "model_arch", "weights_sha256", "weights_source",
+              "weights_storage", "precision", "precision_fallback_tiles", "tile", "tile_pad", "tile_overlap",
+              "upscale_s", "node_id", "actor_id")
+
+    def __init__(self, model: str, engine: EngineOptions, weights_dir: str | None = None,
+                 timeout_s: float = 3600.0) -> None:
+        self.loaded = load_model(model, weights_dir, denoise_strength=engine.denoise_strength)
+        self.upscaler = Upscaler(self.loaded, engine)
+        self.engine = engine
+        self.timeout_s = timeout_s
+        weights = self.loaded.weights
+        self.provenance = {
+            "model_arch": self.loaded.arch,
+            "weights_sha256": self.loaded.weights_sha256 or None,
+            "weights_source": weights.source if weights else None,
+            "weights_storage": weights.storage if weights else None,
+            "tile_pad": engine.tile_pad,
+            "tile_overlap": engine.tile_overlap,
+        }
+        self.node_id, self.actor_id = worker_ids()
+
+    def __call__(self, batch: Batch) -> Batch:
+        return map_rows(batch, self.upscale)
+
+    def upscale(self, row: Row) -> Row:
+        if not pending(row):
+            return row
+        row.update(self.provenance, node_id=self.node_id, actor_id=self.actor_id)
+        try:
+            with timed(row, "upscale_s"):
+                pixels = decode_image(row["data"], row["input_uri"], max_pixels=1 << 62, min_side=1).pixels
+                result = self.upscaler.upscale(pixels, timeout_s=self.timeout_s)
+            pack_pixels(row, result.image)
+            row.update(precision=result.precision, precision_fallback_tiles=result.precision_fallback_tiles,
+                       tile=result.tile)
+        except Exception as error:  # noqa: BLE001 - the item fails, the actor lives on
+            return fail(row, "upscale", error)
+        return row

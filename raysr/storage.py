@@ -1,0 +1,49 @@
+"""Read, write and stat by URI: local paths and ``s3://`` behind one small API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from raysr.sinks.write import output_relpath, write_atomic
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def read_bytes(uri: str) -> bytes:
+    if is_s3(uri):
+        from raysr.sources import s3
+
+        return s3.read_bytes(uri)
+    return Path(uri).read_bytes()
+
+
+def write_bytes(uri: str, data: bytes) -> int:
+    """Atomic write (temp + rename locally; a single PUT/multipart on S3); returns bytes written."""
+    if is_s3(uri):
+        from raysr.sources import s3
+
+        return s3.write_bytes(uri, data)
+    return write_atomic(uri, data)
+
+
+def size_of(uri: str) -> int | None:
+    """Size in bytes, or ``None`` when the object does not exist."""
+    if is_s3(uri):
+        from raysr.sources import s3
+
+        return s3.size_of(uri)
+    try:
+        return os.stat(uri).st_size
+    except FileNotFoundError:
+        return None
+
+
+def output_uri(root: str, relative_input: str, extension: str) -> str:
+    """The output location of an input, mirrored under ``root`` (never outside it)."""
+    relative = output_relpath(relative_input, extension).as_posix()
+    if is_s3(root):
+        return f"{root.rstrip('/')}/{relative}"
+    return str(Path(root).resolve() / relative)

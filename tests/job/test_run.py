@@ -1,0 +1,129 @@
+"""The Ray Data job end to end on a simulated two-node cluster (real Ray, real files)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from factories import compact_state
+from raysr.imageops.metrics import psnr
+from raysr.job.run import run_job
+from raysr.job.spec import parse_spec
+from raysr.manifest import latest_rows, read_manifest
+
+
+def _png(path, pixels):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bgr = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(path), bgr)
+
+
+@pytest.fixture
+def mixed_inputs(tmp_path, photo):
+    root = tmp_path / "in"
+    _png(root / "photos" / "a.png", photo[:48, :64])
+    _png(root / "photos" / "b.png", photo[200:240, 300:330])
+    _png(root / "gray.png", cv2.cvtColor(photo[:32, :32], cv2.COLOR_RGB2GRAY))
+    (root / "zero.png").write_bytes(b"")
+    (root / "text.png").write_text("hello")
+    (root / "small.png").write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    truncated = cv2.imencode(".png", photo[:64, :64])[1].tobytes()
+    (root / "truncated.png").write_bytes(truncated[: len(truncated) // 2])
+    return root
+
+
+def _spec(inputs, output, model, **extra):
+    return parse_spec({"name": "test", "inputs": [str(inputs)], "output": {"path": str(output)},
+                       "model": model, "allow_errors": True, **extra})
+
+
+def _latest(spec):
+    return {row["input_uri"].rsplit("/", 1)[-1]: row for row in latest_rows(read_manifest(spec.manifest_uri)).to_pylist()}
+
+
+def test_mixed_folder_one_row_per_file_then_resume_skips(ray_cluster, tmp_path, mixed_inputs, save_state):
+    model = str(save_state(compact_state()))
+    spec = _spec(mixed_inputs, tmp_path / "out", model, engine={"precision": "fp32"})
+    report = run_job(spec, progress=False)
+    assert report.listed == 7 and not report.missing
+    assert report.counts["ok"] + report.counts["flagged"] == 3 and report.counts["error"] == 4
+    rows = _latest(spec)
+    assert {name: rows[name]["error_type"] for name in ("zero.png", "text.png", "small.png", "truncated.png")} == {
+        "zero.png": "empty", "text.png": "not_an_image", "small.png": "too_small", "truncated.png": "truncated"}
+    assert all(rows[name]["error_message"] for name in ("zero.png", "text.png"))
+    ok = rows["a.png"]
+    assert ok["output_width"] == 256 and ok["output_height"] == 192 and ok["precision"] == "fp32"
+    assert ok["weights_sha256"] and ok["model_arch"] == "Compact" and ok["node_id"] and ok["actor_id"]
+    assert (tmp_path / "out" / "photos" / "a.png").stat().st_size == ok["output_size"]
+    assert cv2.imread(str(tmp_path / "out" / "gray.png"), cv2.IMREAD_UNCHANGED).ndim == 2
+
+    second = run_job(spec, progress=False)
+    assert second.counts["skipped"] == 3 and second.counts["error"] == 4
+    table = read_manifest(spec.manifest_uri)
+    assert table.num_rows == 14  # one row per item per run
+
+    # A changed input is reprocessed; an output deleted behind raysr's back is redone.
+    _png(mixed_inputs / "photos" / "b.png", np.zeros((40, 30, 3), np.uint8) + 90)
+    (tmp_path / "out" / "gray.png").unlink()
+    third = run_job(spec, progress=False)
+    assert third.counts["skipped"] == 1 and third.counts["ok"] + third.counts["flagged"] == 2
+
+
+def test_force_and_retry_failed(ray_cluster, tmp_path, mixed_inputs):
+    spec = _spec(mixed_inputs, tmp_path / "out", "bicubic")
+    run_job(spec, progress=False)
+    forced = run_job(spec.model_copy(update={"force": True}), progress=False)
+    assert forced.counts["skipped"] == 0 and forced.counts["ok"] + forced.counts["flagged"] == 3
+    retry = run_job(spec.model_copy(update={"retry_failed_only": True}), progress=False)
+    assert retry.counts["skipped"] == 3 and retry.counts["error"] == 4
+    assert retry.exit_code == 0  # allow_errors
+    assert run_job(spec.model_copy(update={"allow_errors": False, "force": True}), progress=False).exit_code == 1
+
+
+def test_outputs_are_never_swapped_between_items(ray_cluster, tmp_path, photo):
+    rng = np.random.default_rng(7)
+    root = tmp_path / "in"
+    sizes = {}
+    for index in range(12):
+        height, width = int(rng.integers(16, 60)), int(rng.integers(16, 60))
+        top, left = int(rng.integers(0, 400)), int(rng.integers(0, 400))
+        _png(root / f"img{index:02d}.png", photo[top: top + height, left: left + width])
+        sizes[f"img{index:02d}.png"] = (height, width)
+    spec = _spec(root, tmp_path / "out", "bicubic", resources={"actors_per_model": 2})
+    report = run_job(spec, progress=False)
+    assert report.counts["ok"] + report.counts["flagged"] == 12
+    for name, (height, width) in sizes.items():
+        source = cv2.imread(str(root / name))
+        output = cv2.imread(str(tmp_path / "out" / name))
+        assert output.shape[:2] == (height * 4, width * 4)
+        down = cv2.resize(output, (width, height), interpolation=cv2.INTER_AREA)
+        assert psnr(down, source) > 28, name
+
+
+def test_routes_run_on_their_own_actor_pools_across_both_nodes(ray_cluster, tmp_path, photo, save_state):
+    root = tmp_path / "in"
+    for index in range(4):
+        _png(root / "photos" / f"p{index}.png", photo[index * 60: index * 60 + 40, 100:140])
+        _png(root / "drawings" / f"d{index}.png", np.full((40, 40, 3), 200, np.uint8))
+    anime_model = str(save_state(compact_state(seed=3), name="anime.pth"))
+    spec = _spec(root, tmp_path / "out", "bicubic",
+                 routes={"anime": {"model": anime_model}},
+                 route_overrides=[{"glob": "drawings/*", "route": "anime"}])
+    run_job(spec, progress=False)
+    rows = latest_rows(read_manifest(spec.manifest_uri)).to_pylist()
+    by_route = {route: [row for row in rows if row["route"] == route] for route in ("photo", "anime")}
+    assert len(by_route["anime"]) == 4 and all("drawings/" in row["input_uri"] for row in by_route["anime"])
+    assert all(row["route_reason"] == "path matches 'drawings/*'" for row in by_route["anime"])
+    photo_actors = {row["actor_id"] for row in by_route["photo"]}
+    anime_actors = {row["actor_id"] for row in by_route["anime"]}
+    assert photo_actors.isdisjoint(anime_actors), "each actor holds exactly one model"
+    assert {row["model_arch"] for row in by_route["photo"]} == {"classical"}
+    assert {row["model_arch"] for row in by_route["anime"]} == {"Compact"}
+    # One GPU per node and one GPU per actor: the two pools must sit on different nodes.
+    assert len({row["node_id"] for row in rows}) == 2
+
+
+def test_dry_run_processes_nothing(ray_cluster, tmp_path, mixed_inputs):
+    spec = _spec(mixed_inputs, tmp_path / "out", "bicubic")
+    report = run_job(spec, dry_run=True, progress=False)
+    assert report.counts == {"process": 3, "error": 4}
+    assert not (tmp_path / "out" / "photos").exists()

@@ -1,0 +1,59 @@
+import pytest
+
+from raysr.job.spec import SpecError, dump_spec, load_spec, parse_spec
+
+MINIMAL = {"name": "j", "inputs": ["in"], "output": {"path": "out"}}
+
+
+def test_defaults_live_in_the_spec():
+    spec = parse_spec(MINIMAL)
+    assert spec.model == "RealESRGAN_x4plus" and spec.resume and spec.output.format == "png"
+    assert spec.manifest_uri == "out/_raysr/manifest"
+    assert spec.engine.precision == "auto"
+    assert spec.models() == {"photo": "RealESRGAN_x4plus", "anime": "RealESRGAN_x4plus"}
+
+
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"inptus": ["x"]}, "inptus: unknown key"),
+        ({"output": {"path": "o", "format": "gif"}}, "output.format"),
+        ({"engine": {"tile": 4}}, "engine.tile"),
+        ({"engine": {"precision": "int8"}}, "engine.precision"),
+        ({"stages": {"color": "sepia"}}, "stages.color"),
+        ({"routes": {"cartoon": {"model": "x"}}}, "routes.cartoon"),
+        ({"resources": {"actors_per_model": 0}}, "resources.actors_per_model"),
+        ({"name": "bad name/"}, "name"),
+    ],
+)
+def test_bad_specs_name_the_key(patch, key):
+    with pytest.raises(SpecError) as info:
+        parse_spec({**MINIMAL, **patch})
+    assert key in str(info.value)
+
+
+def test_settings_hash_changes_with_what_changes_pixels():
+    base = parse_spec(MINIMAL)
+    assert base.settings_hash("photo") == parse_spec({**MINIMAL, "resources": {"actors_per_model": 3}}).settings_hash("photo")
+    assert base.settings_hash("photo") != parse_spec({**MINIMAL, "engine": {"tile_pad": 8}}).settings_hash("photo")
+    assert base.settings_hash("photo") != parse_spec({**MINIMAL, "model": "realesr-animevideov3"}).settings_hash("photo")
+    assert base.settings_hash("photo") != parse_spec({**MINIMAL, "output": {"path": "o", "format": "jpg"}}).settings_hash("photo")
+
+
+def test_yaml_round_trip_and_overrides(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(dump_spec(parse_spec({**MINIMAL, "routes": {"anime": {"model": "realesr-animevideov3"}}})))
+    spec = load_spec(path, resume=False)
+    assert spec.route_spec("anime").model == "realesr-animevideov3" and not spec.resume
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(SpecError, match="mapping"):
+        load_spec(path)
+
+
+def test_repo_job_specs_are_valid():
+    from pathlib import Path
+
+    jobs = sorted(Path(__file__).resolve().parents[2].joinpath("jobs").glob("*.yaml"))
+    assert jobs, "jobs/ holds example specs"
+    for job in jobs:
+        load_spec(job)

@@ -1,0 +1,108 @@
+"""Tests for raysr/sinks/write.py: deterministic output paths that never leave the root, atomic writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import PurePosixPath
+
+import pytest
+
+from raysr.sinks import write as write_module
+from raysr.sinks.write import UnsafePathError, output_relpath, write_atomic
+
+# --- output_relpath ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "relative, expected",
+    [
+        ("a.jpg", "a.png"),
+        ("scans/1990/img 01.JPG", "scans/1990/img 01.png"),
+        ("Fotos/Straße über Köln/写真.tiff", "Fotos/Straße über Köln/写真.png"),
+        ("no_extension", "no_extension.png"),
+        ("archive.v2/scan", "archive.v2/scan.png"),
+        (".hidden", ".hidden.png"),
+        ("a\\b\\c.jpg", "a/b/c.png"),  # Windows/S3-style separators
+        ("line\nbreak.jpg", "line\nbreak.png"),
+        ("..dots.jpg", "..dots.png"),  # a name starting with dots is not a parent reference
+    ],
+)
+def test_output_relpath_mirrors_and_replaces_extension(relative, expected):
+    result = output_relpath(relative, ".png")
+    assert isinstance(result, PurePosixPath) and str(result) == expected
+
+
+@pytest.mark.parametrize(
+    "relative",
+    ["../escape.jpg", "a/../../escape.jpg", "a/..", "/etc/passwd", "\\\\server\\share\\x.jpg", "..\\x.jpg",
+     "", "a//b.jpg", "a/./b.jpg", "a/", "nul\x00byte.jpg"],
+)
+def test_output_relpath_refuses_unsafe_names(relative):
+    with pytest.raises(UnsafePathError, match="rename the input"):
+        output_relpath(relative, ".png")
+
+
+def test_output_relpath_never_leaves_the_root(tmp_path):
+    root = tmp_path / "out"
+    for name in ("a/b.jpg", "x y/z.tif", "deep/er/still.webp"):
+        assert (root / output_relpath(name, ".png")).resolve().is_relative_to(root.resolve())
+
+
+@pytest.mark.parametrize("extension", ["png", "", ".", "./png"])
+def test_output_relpath_checks_the_extension(extension):
+    with pytest.raises(ValueError, match="extension"):
+        output_relpath("a.jpg", extension)
+
+
+# --- write_atomic ---------------------------------------------------------------------------
+
+
+def test_write_creates_parents_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "out" / "deep" / "ä b.png"
+    assert write_atomic(target, b"first") == 5
+    assert target.read_bytes() == b"first"
+    assert os.listdir(target.parent) == ["ä b.png"]
+
+
+def test_write_overwrites(tmp_path):
+    target = tmp_path / "x.png"
+    write_atomic(target, b"old contents")
+    write_atomic(str(target), b"new")
+    assert target.read_bytes() == b"new" and os.listdir(tmp_path) == ["x.png"]
+
+
+def test_write_uses_normal_permissions_not_temp_file_ones(tmp_path):
+    target = tmp_path / "x.png"
+    write_atomic(target, b"data")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~write_module._UMASK
+
+
+def test_failed_write_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
+    target = tmp_path / "x.png"
+    write_atomic(target, b"old")
+
+    def broken_replace(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(write_module.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, b"new")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["x.png"]
+
+
+def test_write_long_name(tmp_path):
+    target = tmp_path / ("n" * 250 + ".png")  # the temp name must not exceed 255 bytes
+    write_atomic(target, b"data")
+    assert target.read_bytes() == b"data"
+
+
+def test_write_refuses_a_symlinked_folder_leading_outside_root(tmp_path):
+    root, outside = tmp_path / "out", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UnsafePathError, match="outside the output folder"):
+        write_atomic(root / "link" / "x.png", b"data", root=root)
+    assert not any(outside.iterdir())
+    write_atomic(root / "inside" / "x.png", b"data", root=root)
+    assert (root / "inside" / "x.png").read_bytes() == b"data"

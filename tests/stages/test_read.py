@@ -1,0 +1,66 @@
+import cv2
+import pyarrow as pa
+
+from raysr.job.spec import parse_spec
+from raysr.manifest import new_row
+from raysr.stages._batch import rows_of
+from raysr.stages.read import ProbeStage, ReadBytesStage
+
+
+def _spec(tmp_path, **extra):
+    return parse_spec({"name": "t", "inputs": [str(tmp_path / "in")], "output": {"path": str(tmp_path / "out")}, **extra})
+
+
+def _listing(tmp_path, names):
+    uris = [str(tmp_path / "in" / name) for name in names]
+    return pa.table({"item_id": [f"id-{name}" for name in names], "input_uri": uris, "relative": list(names)})
+
+
+def _write(tmp_path, name, pixels):
+    path = tmp_path / "in" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), pixels)
+    return path
+
+
+def test_probe_routes_hashes_and_maps_outputs(tmp_path, photo):
+    _write(tmp_path, "p.jpg", photo[:64, :64])
+    _write(tmp_path, "art/d.png", photo[:64, :64])
+    spec = _spec(tmp_path, route_overrides=[{"glob": "art/*", "route": "anime"}])
+    rows = rows_of(ProbeStage(spec, {"photo": "w1", "anime": "w2"})(_listing(tmp_path, ["p.jpg", "art/d.png"])))
+    photo_row, art_row = rows
+    assert photo_row["status"] is None and photo_row["route"] == "photo" and photo_row["width"] == 64
+    assert photo_row["output_uri"].endswith("/out/p.png") and len(photo_row["input_sha256"]) == 64
+    assert art_row["route"] == "anime" and "art/*" in art_row["route_reason"]
+    assert "data" not in photo_row, "the probe never carries image bytes"
+
+
+def test_probe_skips_unchanged_done_items_only(tmp_path, photo):
+    path = _write(tmp_path, "p.png", photo[:40, :40])
+    spec = _spec(tmp_path)
+    first = rows_of(ProbeStage(spec, {"photo": "w1"})(_listing(tmp_path, ["p.png"])))[0]
+    output = tmp_path / "out" / "p.png"
+    output.parent.mkdir(parents=True)
+    output.write_bytes(b"x" * 10)
+    done = pa.Table.from_pylist([new_row(**{k: first[k] for k in ("item_id", "input_sha256", "settings_hash", "output_uri")},
+                                         status="ok", weights_sha256="w1", output_size=10, run_id="r1")])
+    probe = ProbeStage(spec, {"photo": "w1"}, done)
+    assert rows_of(probe(_listing(tmp_path, ["p.png"])))[0]["skip_reason"] == "unchanged since run r1"
+    # A new model (weights digest) or a missing output means redo.
+    assert rows_of(ProbeStage(spec, {"photo": "w2"}, done)(_listing(tmp_path, ["p.png"])))[0]["status"] is None
+    output.write_bytes(b"x" * 9)
+    assert rows_of(probe(_listing(tmp_path, ["p.png"])))[0]["status"] is None
+    assert path.exists()
+
+
+def test_missing_and_unreadable_inputs_are_error_rows(tmp_path):
+    (tmp_path / "in").mkdir()
+    row = rows_of(ProbeStage(_spec(tmp_path), {})(_listing(tmp_path, ["gone.png"])))[0]
+    assert row["status"] == "error" and row["error_type"] == "missing" and "re-run" in row["error_message"]
+
+
+def test_reread_detects_changed_content(tmp_path, photo):
+    path = _write(tmp_path, "p.png", photo[:40, :40])
+    batch = pa.table({"input_uri": [str(path)], "input_sha256": ["0" * 64], "status": pa.array([None], pa.string())})
+    row = rows_of(ReadBytesStage()(batch))[0]
+    assert row["status"] == "error" and row["error_type"] == "input_changed"

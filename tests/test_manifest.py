@@ -1,0 +1,92 @@
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from raysr.manifest import (
+    COLUMNS,
+    SCHEMA,
+    ManifestWriter,
+    format_summary,
+    latest_rows,
+    new_row,
+    read_manifest,
+    summarize,
+)
+
+
+def _at(second: int) -> dt.datetime:
+    return dt.datetime(2026, 1, 1, 0, 0, second, tzinfo=dt.timezone.utc)
+
+
+def test_schema_round_trip_through_parquet(tmp_path):
+    writer = ManifestWriter(str(tmp_path / "m"), job_id="job", run_id="r1", rows_per_part=2)
+    rows = [
+        new_row(item_id=f"i{n}", input_uri=f"/in/{n}.png", status="ok", width=10, height=12, lr_psnr=33.5,
+                started_at=_at(0), finished_at=_at(n + 1), upscale_s=0.5 * n)
+        for n in range(5)
+    ]
+    for row in rows:
+        writer.append([row])  # a part file every 2 rows
+    writer.flush()
+    table = read_manifest(str(tmp_path / "m"))
+    assert table.num_rows == 5 and tuple(table.column_names) == COLUMNS
+    assert table.schema.equals(SCHEMA)
+    assert set(table.column("run_id").to_pylist()) == {"r1"}
+    assert table.column("job_id").to_pylist() == ["job"] * 5
+    assert len(list((tmp_path / "m" / "run_id=r1").glob("part-*.parquet"))) == 3
+    assert not list((tmp_path / "m").rglob(".tmp-*"))
+
+
+def test_unknown_columns_are_refused():
+    with pytest.raises(KeyError, match="statuss"):
+        new_row(statuss="ok")
+
+
+def test_latest_row_per_item_wins(tmp_path):
+    root = str(tmp_path / "m")
+    first = ManifestWriter(root, "job", "r1")
+    first.append([new_row(item_id="a", status="error", finished_at=_at(1)), new_row(item_id="b", status="ok", finished_at=_at(1))])
+    first.flush()
+    second = ManifestWriter(root, "job", "r2")
+    second.append([new_row(item_id="a", status="ok", finished_at=_at(5))])
+    second.flush()
+    latest = latest_rows(read_manifest(root))
+    assert dict(zip(latest.column("item_id").to_pylist(), latest.column("status").to_pylist())) == {"a": "ok", "b": "ok"}
+
+
+def test_missing_manifest_reads_empty(tmp_path):
+    assert read_manifest(str(tmp_path / "nothing")).num_rows == 0
+    assert summarize(SCHEMA.empty_table()) == {"rows": 0}
+
+
+def test_summary_counts_failures_and_slowest(tmp_path):
+    root = str(tmp_path / "m")
+    writer = ManifestWriter(root, "job", "r1")
+    writer.append([
+        new_row(item_id="a", input_uri="/a.png", status="ok", upscale_s=2.0, started_at=_at(0), finished_at=_at(4)),
+        new_row(item_id="b", input_uri="/b.png", status="error", error_type="truncated",
+                error_message="/b.png: cut off", started_at=_at(0), finished_at=_at(1)),
+        new_row(item_id="c", input_uri="/c.png", status="skipped", started_at=_at(0), finished_at=_at(1)),
+    ])
+    writer.flush()
+    summary = summarize(read_manifest(root))
+    assert (summary["ok"], summary["error"], summary["skipped"], summary["rows"]) == (1, 1, 1, 3)
+    assert summary["failures"][0]["error_type"] == "truncated"
+    assert summary["slowest"][0]["input_uri"] == "/a.png"
+    assert summary["items_per_s"] == pytest.approx(0.5)
+    text = format_summary(summary)
+    assert "/b.png: [truncated]" in text and "ok 1" in text
+
+
+def test_latest_outcome_ignores_skip_rows(tmp_path):
+    from raysr.manifest import latest_outcomes
+
+    root = str(tmp_path / "m")
+    for run, status, second in (("r1", "ok", 1), ("r2", "skipped", 5)):
+        writer = ManifestWriter(root, "job", run)
+        writer.append([new_row(item_id="a", status=status, finished_at=_at(second))])
+        writer.flush()
+    table = read_manifest(root)
+    assert latest_rows(table).column("status").to_pylist() == ["skipped"]
+    assert latest_outcomes(table).column("status").to_pylist() == ["ok"]
