@@ -58,3 +58,14 @@ def compact_state(num_conv: int = 4, num_feat: int = 16, scale: int = 4, seed: i
 def compact_receptive_radius(num_conv: int) -> int:
     """Input pixels each output pixel depends on, per side: one per 3×3 conv."""
     return num_conv + 2
+
+
+def as_dtype(image_u8, dtype):
+    """The same picture in another supported dtype: uint8 as is, uint16 ×257, float32 /255."""
+    import numpy as np
+
+    if dtype == np.uint8:
+        return image_u8
+    if dtype == np.uint16:
+        return image_u8.astype(np.uint16) * 257
+    return image_u8.astype(np.float32) / 255

@@ -21,16 +21,9 @@ from raysr.imageops.color import (
 )
 from raysr.imageops.metrics import mean_delta_e
 from raysr.imageops.resize import resize
+from factories import as_dtype as _as
 
 FIXES = tuple(m for m in COLOR_METHODS if m != "none")
-
-
-def _as(image_u8: np.ndarray, dtype: type) -> np.ndarray:
-    if dtype == np.uint8:
-        return image_u8
-    if dtype == np.uint16:
-        return image_u8.astype(np.uint16) * 257
-    return image_u8.astype(np.float32) / 255
 
 
 def _lab(image: np.ndarray) -> np.ndarray:

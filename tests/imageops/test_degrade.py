@@ -11,14 +11,7 @@ from skimage import data
 from raysr.imageops.degrade import degrade
 from raysr.imageops.metrics import psnr, sharpness, ssim
 from raysr.imageops.resize import resize
-
-
-def _as(image_u8: np.ndarray, dtype: type) -> np.ndarray:
-    if dtype == np.uint8:
-        return image_u8
-    if dtype == np.uint16:
-        return image_u8.astype(np.uint16) * 257
-    return image_u8.astype(np.float32) / 255
+from factories import as_dtype as _as
 
 
 @pytest.fixture(scope="module")

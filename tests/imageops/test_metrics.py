@@ -13,14 +13,7 @@ from skimage import metrics as skm
 
 from raysr.imageops.metrics import lr_consistency, luminance, mean_delta_e, psnr, sharpness, ssim
 from raysr.imageops.resize import resize
-
-
-def _as(image_u8: np.ndarray, dtype: type) -> np.ndarray:
-    if dtype == np.uint8:
-        return image_u8
-    if dtype == np.uint16:
-        return image_u8.astype(np.uint16) * 257
-    return image_u8.astype(np.float32) / 255
+from factories import as_dtype as _as
 
 
 def _noisy(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:

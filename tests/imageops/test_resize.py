@@ -9,16 +9,9 @@ import pytest
 from skimage import data
 
 from raysr.imageops.resize import RESIZE_METHODS, ResizeMethod, resize
+from factories import as_dtype as _as
 
 DTYPES = (np.uint8, np.uint16, np.float32)
-
-
-def _as(image_u8: np.ndarray, dtype: type) -> np.ndarray:
-    if dtype == np.uint8:
-        return image_u8
-    if dtype == np.uint16:
-        return image_u8.astype(np.uint16) * 257
-    return image_u8.astype(np.float32) / 255
 
 
 @pytest.fixture(scope="module")
