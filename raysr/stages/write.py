@@ -36,9 +36,10 @@ class WriteStage:
                         tag=f"raysr {__version__} model={row['model']} item={row['item_id']}",
                     )
                     row["output_size"] = write_bytes(row["output_uri"], encoded.data)
+                lossy = f"lossy {self.fmt} at quality {self.quality}" if self.fmt in ("jpg", "webp") and self.quality < 100 else None
                 row.update(output_height=output.shape[0], output_width=output.shape[1],
                            metadata_kept=",".join(encoded.kept) or None,
-                           notes="; ".join(filter(None, [row.get("notes"), *encoded.notes])) or None)
+                           notes="; ".join(filter(None, [row.get("notes"), lossy, *encoded.notes])) or None)
                 if row["status"] is None:
                     row["status"] = "ok"
             except Exception as error:  # noqa: BLE001

@@ -63,3 +63,8 @@ def test_write_stage_writes_atomically_and_returns_manifest_rows_only(row, tmp_p
     assert (out[0]["output_width"], out[0]["output_height"]) == (192, 192) and "tag" in out[0]["metadata_kept"]
     assert out[1]["status"] == "error" and out[1]["finished_at"] is not None
     assert not list((tmp_path / "out").glob(".*"))
+
+
+def test_lossy_outputs_say_so(row):
+    out = rows_of(WriteStage("jpg", 95)(batch_of([{**row, "output_uri": row["output_uri"].replace(".png", ".jpg")}])))[0]
+    assert out["status"] == "ok" and "lossy jpg at quality 95" in out["notes"]
