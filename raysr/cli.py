@@ -134,6 +134,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from raysr.job.spec import load_spec
+    from raysr.submit import relative_local_paths, submit_job, wait_for_job
+
+    for path in relative_local_paths(load_spec(args.job)):
+        print(f"warning: {path!r} is a relative local path; on the cluster it resolves inside the job's "
+              "working dir, which holds only the spec: use s3:// or an absolute path on shared storage",
+              file=sys.stderr)
+    job_id = submit_job(args.job, args.address, pip=args.runtime_env_pip, image=args.image,
+                        install=not args.no_install)
+    print(job_id)
+    if not args.wait:
+        return 0
+    state = wait_for_job(job_id, args.address, on_change=lambda s: print(f"{s.job_id}: {s.status}", file=sys.stderr))
+    if state.status != "SUCCEEDED":
+        print(f"{state.message}\nlogs: raysr logs {job_id} --address {args.address or '$RAY_API_SERVER_ADDRESS'}",
+              file=sys.stderr)
+    return 0 if state.status == "SUCCEEDED" else 1
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from raysr.submit import job_state
+
+    state = job_state(args.job_id, args.address)
+    print(f"{state.job_id}: {state.status}")
+    if state.message:
+        print(state.message)
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from raysr.submit import follow_logs, job_logs
+
+    if not args.follow:
+        print(job_logs(args.job_id, args.address), end="")
+        return 0
+    for chunk in follow_logs(args.job_id, args.address):
+        print(chunk, end="", flush=True)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    from raysr.submit import stop_job
+
+    stopping = stop_job(args.job_id, args.address)
+    print(f"{args.job_id}: {'stop requested' if stopping else 'already finished'}")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from raysr.job.spec import load_spec
     from raysr.job.validate import validate_job
@@ -204,6 +253,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="reprocess only items whose last row is an error")
     run.add_argument("--dry-run", action="store_true", help="list what would be processed and skipped")
     run.set_defaults(func=_cmd_run)
+
+    address_help = "the head's job server, http://HEAD:8265 (default: $RAY_API_SERVER_ADDRESS)"
+    submit = commands.add_parser("submit", help="run a job spec on a remote Ray cluster (Ray's job API)")
+    submit.add_argument("job", type=Path)
+    submit.add_argument("--address", help=address_help)
+    install = submit.add_mutually_exclusive_group()
+    install.add_argument("--runtime-env-pip", action="append", metavar="SPEC",
+                         help="pip requirement installing raysr on the cluster (repeatable; default raysr==VERSION)")
+    install.add_argument("--image", help="container image with raysr inside (Ray's image_uri runtime env)")
+    install.add_argument("--no-install", action="store_true", help="install nothing: the cluster already has raysr")
+    submit.add_argument("--wait", action="store_true", help="wait for the job to end; exit 1 unless it succeeded")
+    submit.set_defaults(func=_cmd_submit)
+    for name, func, text in (("status", _cmd_status, "a submitted job's status"),
+                             ("logs", _cmd_logs, "a submitted job's driver output"),
+                             ("stop", _cmd_stop, "stop a submitted job")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("job_id")
+        sub.add_argument("--address", help=address_help)
+        if name == "logs":
+            sub.add_argument("--follow", "-f", action="store_true", help="stream until the job ends")
+        sub.set_defaults(func=func)
 
     validate = commands.add_parser("validate", help="degrade a sample, restore it, score models vs bicubic")
     validate.add_argument("job", type=Path)

@@ -10,6 +10,7 @@ from raysr.job.spec import SpecError
 from raysr.models.load import ModelLoadError
 from raysr.sinks.write import UnsafePathError
 from raysr.sources.decode import DecodeError
+from raysr.submit import SubmitError
 from raysr.weights.ncnn import NcnnFormatError
 from raysr.weights.resolve import WeightsError
 
@@ -24,6 +25,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     UnsafePathError,
     ValidationError,
     SpecError,
+    SubmitError,
     ValueError,
     WeightsError,
 )

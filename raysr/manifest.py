@@ -37,6 +37,13 @@ SCHEMA = pa.schema(
         ("height", pa.int32()),
         ("channels", pa.int32()),
         ("bit_depth", pa.int32()),
+        ("kind", pa.string()),  # image | video
+        ("frames_in", pa.int64()),
+        ("frames_out", pa.int64()),
+        ("fps", pa.float64()),
+        ("duration_s", pa.float64()),
+        ("segments", pa.int32()),
+        ("codec", pa.string()),
         ("route", pa.string()),
         ("route_reason", pa.string()),
         ("model", pa.string()),
@@ -94,6 +101,12 @@ def now_utc() -> dt.datetime:
 
 
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem and path for a manifest URI: local, ``s3://`` (the endpoint, region,
+    retries and credential chain of :mod:`raysr.sources.s3`), or another pyarrow URI."""
+    if uri.startswith("s3://"):
+        from raysr.sources.s3 import arrow_filesystem
+
+        return arrow_filesystem(uri)
     if "://" in uri:
         return pafs.FileSystem.from_uri(uri)
     return pafs.LocalFileSystem(), os.path.abspath(uri)
@@ -121,7 +134,8 @@ class ManifestWriter:
     def __post_init__(self) -> None:
         self._fs, self._base = _filesystem(self.root)
         self._dir = f"{self._base}/run_id={self.run_id}"
-        self._fs.create_dir(self._dir, recursive=True)
+        if isinstance(self._fs, pafs.LocalFileSystem):  # object stores need no folder (pyarrow would PUT empty markers)
+            self._fs.create_dir(self._dir, recursive=True)
         self._pending: list[dict] = []
         self._parts = 0
         self.rows_written = 0

@@ -27,6 +27,7 @@ import ray
 import ray.data
 
 from raysr.job.spec import JobSpec
+from raysr.sources.s3 import WORKER_ENV
 from raysr.stages.color import ColorStage
 from raysr.stages.metrics import MetricsStage
 from raysr.stages.read import ProbeStage, ReadBytesStage
@@ -68,6 +69,22 @@ def init_ray(address: str | None, logical_cpus: int | None = None) -> None:
                  log_to_driver=False, logging_level=logging.WARNING)
 
 
+def _worker_env() -> dict | None:
+    """A Ray ``runtime_env`` carrying the driver's object-store settings to the workers.
+
+    Workers of a cluster started apart from the driver (``ray start``, a cluster
+    launcher, tests) do not inherit the driver's environment, so an endpoint
+    override or region set where ``raysr run`` runs would not reach them. Only the
+    names in :data:`raysr.sources.s3.WORKER_ENV` travel: endpoint, region,
+    addressing style, and which profile and files hold credentials, never the
+    credentials themselves (a runtime_env is visible in the Ray dashboard); each
+    worker resolves its own credentials from its standard chain. Ray merges these
+    variables into the job's own runtime_env.
+    """
+    env_vars = {name: os.environ[name] for name in WORKER_ENV if os.environ.get(name)}
+    return {"env_vars": env_vars} if env_vars else None
+
+
 def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0))
 
@@ -83,6 +100,7 @@ def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str], done
     check_chain([stage], LISTING_COLUMNS)
     dataset = ray.data.from_arrow(_blocks(listing)).map_batches(
         stage, batch_size=_ROWS_PER_BLOCK, num_cpus=spec.resources.read_cpus, batch_format="pyarrow",
+        runtime_env=_worker_env(),
     )
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
 
@@ -97,6 +115,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     """Run the process pass; yield finished manifest rows as Arrow batches."""
     resources = spec.resources
     num_gpus = _gpus_per_actor(spec)
+    worker_env = _worker_env()
     post = [
         ColorStage({route: spec.route_spec(route).color or spec.stages.color for route in pending_by_route}),
         MetricsStage(spec.stages.flag_lr_psnr_below, spec.stages.flag_delta_e_above, spec.stages.reference_dir)
@@ -111,6 +130,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         check_chain([ReadBytesStage(), UpscaleStage, *post], (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
         branch = ray.data.from_arrow(_blocks(table)).map_batches(
             ReadBytesStage(), batch_size=_ROWS_PER_BLOCK, num_cpus=resources.read_cpus, batch_format="pyarrow",
+            runtime_env=worker_env,
         ).map_batches(
             UpscaleStage,
             fn_constructor_kwargs={
@@ -118,12 +138,14 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
                 "engine": spec.engine,
                 "weights_dir": spec.weights_dir,
                 "timeout_s": spec.limits.item_timeout_s,
+                "video": spec.video,
             },
             batch_size=resources.batch_size,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=resources.actors_per_model),
             num_gpus=num_gpus,
             num_cpus=resources.cpus_per_actor,
+            runtime_env=worker_env,
             # Ray Data's actor pools restart a killed actor (OOM kill, segfault) and
             # retry its batch (max_restarts=-1, max_task_retries=-1 by default).
         )
@@ -132,5 +154,6 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         return
     dataset = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
     for stage in post:
-        dataset = dataset.map_batches(stage, batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow")
+        dataset = dataset.map_batches(stage, batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
+                                      runtime_env=worker_env)
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)

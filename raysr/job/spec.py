@@ -30,7 +30,7 @@ from raysr.engine.options import EngineOptions
 from raysr.imageops.color import COLOR_METHODS
 from raysr.sinks.encode import FORMATS
 from raysr.sources.decode import MAX_PIXELS, MIN_SIDE_PX
-from raysr.sources.listing import IMAGE_EXTENSIONS
+from raysr.sources.listing import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 ROUTES = ("photo", "anime")
 
@@ -76,6 +76,16 @@ class StagesSpec(_Strict):
         return value
 
 
+class VideoSpec(_Strict):
+    """How restored videos are encoded (audio, subtitles and chapters are copied, never re-encoded)."""
+
+    codec: Literal["libx264", "libx265", "ffv1"] = "libx264"
+    crf: int = Field(default=18, ge=0, le=51)
+    preset: str = "medium"
+    pix_fmt: str | None = None  # None: keep the input's bit depth (10-bit stays 10-bit)
+    segment_seconds: float = Field(default=10.0, gt=0)
+
+
 class ResourcesSpec(_Strict):
     actors_per_model: int = Field(default=1, ge=1)
     gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else CPU actors
@@ -109,7 +119,7 @@ class JobSpec(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     inputs: list[str] = Field(min_length=1)
-    extensions: list[str] = list(IMAGE_EXTENSIONS)
+    extensions: list[str] = list(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
     output: OutputSpec
     manifest: str | None = None  # default: <output>/_raysr/manifest
     model: str = "RealESRGAN_x4plus"  # the photo route's model unless routes say otherwise
@@ -117,6 +127,7 @@ class JobSpec(_Strict):
     route_overrides: list[RouteOverride] = []
     engine: EngineOptions = EngineOptions()
     stages: StagesSpec = StagesSpec()
+    video: VideoSpec = VideoSpec()
     resources: ResourcesSpec = ResourcesSpec()
     limits: LimitsSpec = LimitsSpec()
     validate: ValidateSpec = ValidateSpec()
@@ -157,6 +168,7 @@ class JobSpec(_Strict):
             "engine": self.engine.settings(),
             "color": self.route_spec(route).color or self.stages.color,
             "output": self.output.model_dump(exclude={"path"}),
+            "video": self.video.model_dump(),
         }
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -35,7 +35,7 @@ class ColorStage:
         return map_rows(batch, self.correct)
 
     def correct(self, row: Row) -> Row:
-        if not pending(row):
+        if not pending(row) or row.get("kind") == "video":
             return row
         method = color_method_for(row["model"], self.methods.get(row.get("route")))
         row["color_method"] = method

@@ -45,7 +45,7 @@ class MetricsStage:
         return reference if reference.shape == shape else resize(reference, shape[:2], "area")
 
     def measure(self, row: Row) -> Row:
-        if not pending(row):
+        if not pending(row) or row.get("kind") == "video":
             return row
         try:
             with timed(row, "metrics_s"):

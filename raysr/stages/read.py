@@ -18,12 +18,32 @@ from raysr.job.spec import JobSpec
 from raysr.manifest import now_utc
 from raysr.sinks.encode import EXTENSIONS
 from raysr.sources.decode import DecodeError, decode_image
+from raysr.sources.listing import VIDEO_EXTENSIONS
 from raysr.stages._batch import Batch, Row, fail, map_rows, timed
 from raysr.storage import output_uri, read_bytes, size_of
 
 
 class InputChangedError(RuntimeError):
     kind = "input_changed"
+
+
+def is_video(uri: str) -> bool:
+    return uri.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def _hash_file(path: str) -> tuple[int, str]:
+    """(size, sha256) of a local file, streamed: a film never sits in memory."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+                size += len(chunk)
+    except FileNotFoundError:
+        raise DecodeError("missing", f"{path}: file disappeared after listing (deleted or moved); re-run the job") from None
+    except PermissionError:
+        raise DecodeError("unreadable", f"{path}: permission denied; give the job's user read access") from None
+    return size, digest.hexdigest()
 
 
 def _read(uri: str) -> bytes:
@@ -60,9 +80,10 @@ class ProbeStage:
     """
 
     reads = ("item_id", "input_uri", "relative")
-    writes = ("input_sha256", "input_size", "width", "height", "channels", "bit_depth", "route",
+    writes = ("kind", "input_sha256", "input_size", "width", "height", "channels", "bit_depth", "route",
               "route_reason", "model", "settings_hash", "output_uri", "status", "skip_reason",
-              "error_type", "error_stage", "error_message", "read_s", "started_at", "notes")
+              "error_type", "error_stage", "error_message", "read_s", "started_at", "notes",
+              "frames_in", "fps", "duration_s", "codec")
 
     def __init__(self, spec: JobSpec, weights_sha256: dict[str, str], done: pa.Table | None = None) -> None:
         self.spec = spec
@@ -83,6 +104,9 @@ class ProbeStage:
 
     def probe(self, row: Row) -> Row:
         row.update(started_at=now_utc(), status=None)
+        if is_video(row["input_uri"]):
+            return self._probe_video(row)
+        row["kind"] = "image"
         try:
             with timed(row, "read_s"):
                 data = _read(row["input_uri"])
@@ -99,6 +123,31 @@ class ProbeStage:
         except Exception as error:  # noqa: BLE001 - every failure becomes this item's error row
             return fail(row, "read", error)
         return self._decide(row, decoded.metadata.raysr_tag)
+
+    def _probe_video(self, row: Row) -> Row:
+        """Videos: stream-hash the file, probe streams and frames, route on the first frame."""
+        row["kind"] = "video"
+        try:
+            if row["input_uri"].startswith("s3://"):
+                raise DecodeError("unsupported", f"{row['input_uri']}: videos on S3 are not supported yet; copy them to local or shared storage")
+            from raysr.video import probe_video
+            from raysr.video.frames import first_frame_rgb
+
+            with timed(row, "read_s"):
+                row["input_size"], row["input_sha256"] = _hash_file(row["input_uri"])
+                info = probe_video(row["input_uri"])
+            rate = float(info.average_rate) if info.average_rate else None
+            row.update(width=info.width, height=info.height, channels=3, bit_depth=info.bit_depth,
+                       frames_in=info.frame_count, fps=rate, codec=info.codec,
+                       duration_s=float((info.end_pts - info.first_pts) * info.time_base))
+            row["route"], row["route_reason"] = self._route(row, first_frame_rgb(row["input_uri"]))
+            row["model"] = self.spec.route_spec(row["route"]).model
+            row["settings_hash"] = self.spec.settings_hash(row["route"])
+            suffix = "." + row["relative"].rsplit(".", 1)[-1].lower()
+            row["output_uri"] = output_uri(self.spec.output.path, row["relative"], suffix)
+        except Exception as error:  # noqa: BLE001
+            return fail(row, "read", error)
+        return self._decide(row, None)
 
     def _decide(self, row: Row, raysr_tag: str | None) -> Row:
         if raysr_tag and not self.spec.force:
@@ -118,7 +167,13 @@ class ProbeStage:
             and last["weights_sha256"] == self.weights_sha256.get(row["route"])
             and last["output_uri"] == row["output_uri"]
         )
-        if same and last["output_size"] is not None and size_of(row["output_uri"]) == last["output_size"]:
+        if not same or last["output_size"] is None:
+            return row
+        try:
+            existing = size_of(row["output_uri"])
+        except Exception as error:  # noqa: BLE001 - e.g. access denied on HEAD: this item, not the job
+            return fail(row, "read", error)
+        if existing == last["output_size"]:
             row.update(status="skipped", skip_reason=f"unchanged since run {last.get('run_id')}")
         return row
 
@@ -136,6 +191,8 @@ class ReadBytesStage:
         return map_rows(batch, self.read)
 
     def read(self, row: Row) -> Row:
+        if row.get("kind") == "video":
+            return row  # the upscale actor streams the file itself
         try:
             with timed(row, "read_s"):
                 data = _read(row["input_uri"])

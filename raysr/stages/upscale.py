@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raysr.engine import EngineOptions, Upscaler
+from raysr.job.spec import VideoSpec
 from raysr.models.load import load_model
 from raysr.sources.decode import decode_image
 from raysr.stages._batch import Batch, Row, fail, map_rows, pack_pixels, pending, timed, worker_ids
@@ -17,14 +18,15 @@ class UpscaleStage:
     reads = ("data", "input_uri")
     writes = ("pixels", "pixels_shape", "pixels_dtype", "model_arch", "weights_sha256", "weights_source",
               "weights_storage", "precision", "precision_fallback_tiles", "tile", "tile_pad", "tile_overlap",
-              "upscale_s", "node_id", "actor_id")
+              "upscale_s", "node_id", "actor_id", "frames_out", "segments", "codec", "notes")
 
     def __init__(self, model: str, engine: EngineOptions, weights_dir: str | None = None,
-                 timeout_s: float = 3600.0) -> None:
+                 timeout_s: float = 3600.0, video: VideoSpec | None = None) -> None:
         self.loaded = load_model(model, weights_dir, denoise_strength=engine.denoise_strength)
         self.upscaler = Upscaler(self.loaded, engine)
         self.engine = engine
         self.timeout_s = timeout_s
+        self.video = video or VideoSpec()
         weights = self.loaded.weights
         self.provenance = {
             "model_arch": self.loaded.arch,
@@ -43,6 +45,8 @@ class UpscaleStage:
         if not pending(row):
             return row
         row.update(self.provenance, node_id=self.node_id, actor_id=self.actor_id)
+        if row.get("kind") == "video":
+            return self._upscale_video(row)
         try:
             with timed(row, "upscale_s"):
                 pixels = decode_image(row["data"], row["input_uri"], max_pixels=1 << 62, min_side=1).pixels
@@ -51,5 +55,24 @@ class UpscaleStage:
             row.update(precision=result.precision, precision_fallback_tiles=result.precision_fallback_tiles,
                        tile=result.tile)
         except Exception as error:  # noqa: BLE001 - the item fails, the actor lives on
+            return fail(row, "upscale", error)
+        return row
+
+    def _upscale_video(self, row: Row) -> Row:
+        """Run a whole video through this actor's model; the video package writes,
+        verifies (frames, duration, stream offsets, copied packets) and publishes the file."""
+        from raysr.video import EncodeOptions, upscale_video
+
+        options = EncodeOptions(codec=self.video.codec, crf=self.video.crf, preset=self.video.preset,
+                                pix_fmt=self.video.pix_fmt)
+        try:
+            with timed(row, "upscale_s"):
+                result = upscale_video(row["input_uri"], row["output_uri"], lambda frame: self.upscaler.upscale(frame).image,
+                                       options, target_seconds=self.video.segment_seconds)
+            info = result.info
+            row.update(precision=self.upscaler.precision, frames_out=result.frames, segments=result.segments,
+                       output_width=None, output_height=None, notes="; ".join(result.notes) or None,
+                       codec=f"{info.codec}->{self.video.codec}")
+        except Exception as error:  # noqa: BLE001
             return fail(row, "upscale", error)
         return row

@@ -7,7 +7,7 @@ from raysr.manifest import COLUMNS, now_utc
 from raysr.sinks.encode import encode_image
 from raysr.sources.decode import decode_image
 from raysr.stages._batch import Batch, Row, batch_of, fail, pending, rows_of, timed, unpack_pixels
-from raysr.storage import write_bytes
+from raysr.storage import size_of, write_bytes
 
 
 class WriteStage:
@@ -26,6 +26,8 @@ class WriteStage:
         return batch_of([self.write(row) for row in rows_of(batch)], COLUMNS)
 
     def write(self, row: Row) -> Row:
+        if pending(row) and row.get("kind") == "video":
+            return self._finish_video(row)
         if pending(row):
             try:
                 with timed(row, "write_s"):
@@ -44,6 +46,17 @@ class WriteStage:
                     row["status"] = "ok"
             except Exception as error:  # noqa: BLE001
                 fail(row, "write", error)
+        return finish(row)
+
+
+    @staticmethod
+    def _finish_video(row: Row) -> Row:
+        """The video package already published the file; confirm it and close the row."""
+        size = size_of(row["output_uri"])
+        if size is None:
+            fail(row, "write", FileNotFoundError(f"upscaled video {row['output_uri']} is missing after the upscale stage"))
+        else:
+            row.update(output_size=size, status="ok" if row["status"] is None else row["status"])
         return finish(row)
 
 
