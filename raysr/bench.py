@@ -95,3 +95,19 @@ def print_results(results: dict) -> None:
     for key, value in results.items():
         print(f"{key:{width}}  {value}")
     print(json.dumps(results))
+
+
+def bench_video_path(clip=None, model: str = "realesr-animevideov3", repeats: int = 3, weights_dir=None) -> dict:
+    """Frames/s of raysr's segment path vs a plain decode → model → encode loop, same clip and model."""
+    import tempfile
+
+    from raysr.video import bench_video
+
+    if clip is None:
+        from raysr.demo_data import write_demo_clip
+
+        clip = write_demo_clip(tempfile.mkdtemp(prefix="raysr-bench-") + "/clip.mp4", seconds=4.0, size=(160, 96))
+    upscaler = Upscaler(load_model(model, weights_dir), EngineOptions())
+    results = bench_video(str(clip), lambda frame: upscaler.upscale(frame).image, repeats=repeats)
+    return {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "model": model, "clip": str(clip), **results}

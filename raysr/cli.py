@@ -201,9 +201,12 @@ def _cmd_manifest_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from raysr.bench import bench_engine, print_results
+    from raysr.bench import bench_engine, bench_video_path, print_results
 
-    print_results(bench_engine(args.size, args.repeats, args.weights_dir, args.tile))
+    if args.what == "video":
+        print_results(bench_video_path(args.clip, args.model, args.repeats, args.weights_dir))
+    else:
+        print_results(bench_engine(args.size, args.repeats, args.weights_dir, args.tile))
     return 0
 
 
@@ -289,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(func=_cmd_manifest_summary)
 
     bench = commands.add_parser("bench", help="speed figures for this machine")
-    bench.add_argument("what", choices=["engine"], help="what to measure")
+    bench.add_argument("what", choices=["engine", "video"], help="what to measure")
+    bench.add_argument("--clip", type=Path, help="video to use (default: a generated 1.5 s clip)")
+    bench.add_argument("--model", default="realesr-animevideov3", help="model for `video`")
     bench.add_argument("--size", type=int, default=128, help="forward input side in px")
     bench.add_argument("--tile", type=int, default=128)
     bench.add_argument("--repeats", type=int, default=3)

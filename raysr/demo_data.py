@@ -1,6 +1,7 @@
-"""Write the demo's sample inputs: small real photos shipped by scikit-image, plus
-a generated flat-colour drawing (and optionally a corrupt file), so the demo
-shows several kinds of input without downloading anything.
+"""Write the demo's sample inputs: small real photos shipped by scikit-image, a
+generated flat-colour drawing, a short clip with audio panning across a photo
+(and optionally a corrupt file), so the demo shows several kinds of input
+without downloading anything.
 
 Usage: ``python -m raysr.demo_data DIR [--with-broken]``
 """
@@ -29,6 +30,40 @@ def _drawing(size: int = 128) -> np.ndarray:
     return image
 
 
+def write_demo_clip(path: str | Path, seconds: float = 1.5, size: tuple[int, int] = (96, 64), fps: int = 24) -> Path:
+    """A short H.264 clip panning across a real photo, with a 440 Hz AAC track."""
+    import av
+    from skimage import data
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    photo = data.astronaut()
+    width, height = size
+    frames = int(seconds * fps)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.codec_context.gop_size = fps // 2
+        audio = container.add_stream("aac", rate=48000, layout="stereo")
+        for index in range(frames):
+            left = index * 4
+            crop = cv2.resize(photo[100:100 + height * 3, left: left + width * 3], (width, height), interpolation=cv2.INTER_AREA)
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(crop), format="rgb24")):
+                container.mux(packet)
+        samples = np.arange(int(seconds * 48000)) / 48000
+        tone = (0.2 * np.sin(2 * np.pi * 440 * samples)).astype(np.float32)
+        for start in range(0, len(tone), 1024):
+            chunk = np.stack([tone[start:start + 1024]] * 2)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, start
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return path
+
+
 def write_demo_inputs(folder: str | Path, with_broken: bool = False) -> list[Path]:
     """Write the sample inputs into ``folder`` and return their paths.
 
@@ -55,6 +90,7 @@ def write_demo_inputs(folder: str | Path, with_broken: bool = False) -> list[Pat
         assert ok, relative
         write_atomic(path, encoded.tobytes())
         written.append(path)
+    written.append(write_demo_clip(folder / "video" / "pan.mp4"))
     if with_broken:
         broken = folder / "photos" / "broken.png"
         write_atomic(broken, (folder / "photos/astronaut.png").read_bytes()[:300])

@@ -8,6 +8,7 @@ checked against the probe's hash so an input that changes mid-run is caught.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 
@@ -19,7 +20,7 @@ from raysr.manifest import now_utc
 from raysr.sinks.encode import EXTENSIONS
 from raysr.sources.decode import DecodeError, decode_image
 from raysr.sources.listing import VIDEO_EXTENSIONS
-from raysr.stages._batch import Batch, Row, fail, map_rows, timed
+from raysr.stages._batch import Batch, Row, batch_of, fail, map_rows, rows_of, timed
 from raysr.storage import output_uri, read_bytes, size_of
 
 
@@ -55,6 +56,11 @@ def _read(uri: str) -> bytes:
         raise DecodeError("unreadable", f"{uri}: permission denied; give the job's user read access") from None
     except IsADirectoryError:
         raise DecodeError("unreadable", f"{uri}: is a directory, not a file") from None
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        raise DecodeError("unreadable", f"{uri}: symbolic link loop (the link points back at itself); "
+                          "replace the link with the file it should point to") from None
 
 
 class _DoneIndex:
@@ -93,7 +99,9 @@ class ProbeStage:
         self.extension = EXTENSIONS[spec.output.format]
 
     def __call__(self, batch: Batch) -> Batch:
-        return map_rows(batch, self.probe)
+        # Every batch gets the same columns in the same order: a batch of images only and
+        # one holding a video (frames_in, fps …) must concatenate on the driver.
+        return batch_of([self.probe(row) for row in rows_of(batch)], self.reads + self.writes)
 
     def _route(self, row: Row, pixels) -> tuple[str, str]:
         for override in self.spec.route_overrides:

@@ -98,6 +98,7 @@ def upscale_video(
     info = segments[0].info
     plan_s = time.perf_counter() - started
     output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".raysr-segments-", dir=output.parent))
     partial = output.with_name(f".{output.name}.partial")
     try:

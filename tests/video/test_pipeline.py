@@ -132,3 +132,11 @@ def test_unknown_extension_and_bad_workers(clip, upscale2x, tmp_path):
     assert caught.value.kind == "join_failed" and not (tmp_path / "out.xyz").exists()
     with pytest.raises(ValueError, match="workers must be >= 1"):
         upscale_video(path, tmp_path / "out.mp4", upscale2x, workers=0)
+
+
+def test_output_folder_is_created(clip, upscale2x, tmp_path):
+    from raysr.video import upscale_video
+
+    target = tmp_path / "new" / "deeper" / "out.mp4"
+    result = upscale_video(clip(), target, upscale2x)
+    assert target.is_file() and result.frames == 48
