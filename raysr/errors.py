@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from raysr.engine.precision import PrecisionError
 from raysr.engine.upscaler import EngineError
+from raysr.job.lease import LeaseHeldError
 from raysr.job.spec import SpecError
 from raysr.models.load import ModelLoadError
 from raysr.sinks.write import UnsafePathError
@@ -19,6 +20,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     EngineError,
     FileNotFoundError,
     KeyError,
+    LeaseHeldError,
     ModelLoadError,
     NcnnFormatError,
     PrecisionError,

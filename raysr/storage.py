@@ -41,6 +41,32 @@ def size_of(uri: str) -> int | None:
         return None
 
 
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Create ``uri`` holding ``data`` only if nothing exists there; False if something does."""
+    if is_s3(uri):
+        from raysr.sources import s3
+
+        return s3.create_exclusive(uri, data)
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        handle = os.open(uri, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(handle, "wb") as out:
+        out.write(data)
+    return True
+
+
+def delete(uri: str) -> None:
+    """Remove ``uri`` if it exists."""
+    if is_s3(uri):
+        from raysr.sources import s3
+
+        s3.delete(uri)
+    else:
+        Path(uri).unlink(missing_ok=True)
+
+
 def output_uri(root: str, relative_input: str, extension: str) -> str:
     """The output location of an input, mirrored under ``root`` (never outside it)."""
     relative = output_relpath(relative_input, extension).as_posix()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raysr.job.lease import Lease
 from raysr.job.spec import ROUTES, JobSpec
 from raysr.manifest import ManifestWriter, latest_outcomes, read_manifest
 from raysr.models.registry import get_spec, is_registered
@@ -133,14 +134,33 @@ class _Progress:
 
 def run_job(spec: JobSpec, address: str | None = None, dry_run: bool = False,
             progress: bool | None = None) -> RunReport:
-    """Run (or with ``dry_run`` only plan) a job; returns the report. See the module docstring."""
-    from raysr.job import plan  # imports Ray: only when a job actually runs
+    """Run (or with ``dry_run`` only plan) a job; returns the report. See the module docstring.
 
+    A run holds a lease on its output (:mod:`raysr.job.lease`): a second run on the same
+    output fails fast with :class:`~raysr.job.lease.LeaseHeldError` instead of racing it.
+    """
     started = time.perf_counter()
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     report = RunReport(spec.name, run_id, manifest_uri=spec.manifest_uri, dry_run=dry_run,
                        allow_errors=spec.allow_errors)
     weights = _weights_by_route(spec)
+    lease = None if dry_run else Lease(lease_uri(spec), run_id).acquire()
+    try:
+        return _run(spec, address, dry_run, progress, report, weights, lease, started)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def lease_uri(spec: JobSpec) -> str:
+    """Where the lease on a job's output lives: beside its outputs, under ``_raysr/``."""
+    return f"{spec.output.path.rstrip('/')}/_raysr/lease.json"
+
+
+def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | None, report: RunReport,
+         weights: dict[str, str], lease: Lease | None, started: float) -> RunReport:
+    from raysr.job import plan  # imports Ray: only when a job actually runs
+
     listing = list_inputs(spec)
     report.listed = listing.num_rows
     done = latest_outcomes(read_manifest(spec.manifest_uri))
@@ -157,12 +177,13 @@ def run_job(spec: JobSpec, address: str | None = None, dry_run: bool = False,
         report.wall_s = time.perf_counter() - started
         return report
 
-    writer = ManifestWriter(spec.manifest_uri, job_id=spec.name, run_id=run_id)
+    writer = ManifestWriter(spec.manifest_uri, job_id=spec.name, run_id=report.run_id)
     show = sys.stderr.isatty() if progress is None else progress
     tracker = _Progress(listing.num_rows, show)
     written: Counter = Counter()
 
     def emit(rows: list[dict]) -> None:
+        lease.renew()
         writer.append(rows)
         written.update(row["item_id"] for row in rows)
         tracker.add([row["status"] for row in rows])

@@ -42,6 +42,7 @@ from raysr.imageops.degrade import degrade
 from raysr.imageops.metrics import psnr, ssim
 from raysr.imageops.resize import resize
 from raysr.job.run import list_inputs
+from raysr.sources.listing import VIDEO_EXTENSIONS
 from raysr.job.spec import JobSpec
 from raysr.models.load import load_model
 from raysr.sources.decode import decode_image
@@ -181,7 +182,10 @@ def validate_job(spec: JobSpec, sample: int | None = None, seed: int | None = No
     scorer = _Scorer(spec, compare)
     # 1. Sample the listing.
     listing = list_inputs(spec)
-    items = sorted(zip(listing.column("input_uri").to_pylist(), listing.column("relative").to_pylist()))
+    # Videos are scored through their frames in a later release; validation samples images.
+    items = sorted((uri, relative) for uri, relative in zip(listing.column("input_uri").to_pylist(),
+                                                            listing.column("relative").to_pylist())
+                   if not uri.lower().endswith(VIDEO_EXTENSIONS))
     picked = np.random.default_rng(seed).choice(len(items), size=min(sample, len(items)), replace=False)
     effective = settings.model_dump() | {"sample": sample, "seed": seed, "compare_models": compare}
     report = ValidationReport(spec.name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), effective,

@@ -344,3 +344,22 @@ def list_items(uri: str, extensions: tuple[str, ...], page_size: int = PAGE_SIZE
             f"input {uri!r} holds no object with one of the extensions {', '.join(suffixes)}; "
             "check the bucket, the prefix and the extensions setting"
         )
+
+
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """PUT only if no object exists at ``uri`` (S3 conditional write); False when one does."""
+    from botocore.exceptions import ClientError
+
+    bucket, key = split_uri(uri)
+    try:
+        client().put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            return False
+        raise _translate(error, uri, "PUT") from None
+    return True
+
+
+def delete(uri: str) -> None:
+    bucket, key = split_uri(uri)
+    _call(uri, "DELETE", lambda: client().delete_object(Bucket=bucket, Key=key))
