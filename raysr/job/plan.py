@@ -65,7 +65,8 @@ def init_ray(address: str | None, logical_cpus: int | None = None) -> None:
     else:
         # Logical CPUs: actors and read/write tasks must fit side by side even on a
         # 2-core laptop; the OS shares the real cores.
-        ray.init(num_cpus=max(os.cpu_count() or 1, logical_cpus or 0), include_dashboard=False,
+        # address="local": always our own Ray, never some other Ray already on this machine.
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, logical_cpus or 0), include_dashboard=False,
                  log_to_driver=False, logging_level=logging.WARNING)
 
 

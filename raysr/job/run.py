@@ -166,7 +166,8 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     done = latest_outcomes(read_manifest(spec.manifest_uri))
     plan.init_ray(address, logical_cpus=2 * spec.resources.actors_per_model * len(set(spec.models().values())) + 2)
 
-    probed = pa.concat_tables(list(plan.probe(listing, spec, weights, done))) if listing.num_rows else None
+    probed = (pa.concat_tables(list(plan.probe(listing, spec, weights, done)), promote_options="default")
+              if listing.num_rows else None)
     if dry_run:
         statuses = probed.column("status").to_pylist() if probed is not None else []
         report.counts.update("process" if status is None else status for status in statuses)

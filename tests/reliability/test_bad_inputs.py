@@ -219,7 +219,7 @@ def build_corpus(root: Path, outside: Path) -> list[Kind]:
     else:
         add("unreadable file (chmod 000)", "unreadable.png", good, "error", "unreadable")
         (root / "unreadable.png").chmod(0)
-    add("output collision: same stem .jpg and .png", "collide.png", good, "ok")
+    add("output collision: same stem .png and .tif", "collide.png", good, "ok")
     add("output collision: the loser", "collide.tif", cv2.imencode(".tiff", _gradient(24, 24))[1].tobytes(),
         "error", "output_collision")
 

@@ -62,6 +62,7 @@ def _final_outputs(out: Path) -> list[Path]:
 def _start_driver(job: Path, log: Path) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
     env["PYTHONUNBUFFERED"] = "1"
+    # No RAY_ADDRESS: `raysr run` must start its own Ray even with the session's cluster running.
     with open(log, "ab") as handle:
         return subprocess.Popen([sys.executable, "-m", "raysr", "run", str(job)], cwd=REPO, env=env,
                                 stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
