@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import fnmatch
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pyarrow as pa
 
@@ -35,21 +37,18 @@ def is_video(uri: str) -> bool:
 def _hash_file(path: str) -> tuple[int, str]:
     """(size, sha256) of a local file, streamed: a film never sits in memory."""
     digest, size = hashlib.sha256(), 0
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(chunk)
-                size += len(chunk)
-    except FileNotFoundError:
-        raise DecodeError("missing", f"{path}: file disappeared after listing (deleted or moved); re-run the job") from None
-    except PermissionError:
-        raise DecodeError("unreadable", f"{path}: permission denied; give the job's user read access") from None
+    with _reading(path), open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+            size += len(chunk)
     return size, digest.hexdigest()
 
 
-def _read(uri: str) -> bytes:
+@contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """Turn the ways a listed file can fail to read into this item's DecodeError."""
     try:
-        return read_bytes(uri)
+        yield
     except FileNotFoundError:
         raise DecodeError("missing", f"{uri}: file disappeared after listing (deleted or moved); re-run the job") from None
     except PermissionError:
@@ -61,6 +60,11 @@ def _read(uri: str) -> bytes:
             raise
         raise DecodeError("unreadable", f"{uri}: symbolic link loop (the link points back at itself); "
                           "replace the link with the file it should point to") from None
+
+
+def _read(uri: str) -> bytes:
+    with _reading(uri):
+        return read_bytes(uri)
 
 
 class _DoneIndex:
