@@ -127,3 +127,16 @@ def test_dry_run_processes_nothing(ray_cluster, tmp_path, mixed_inputs):
     report = run_job(spec, dry_run=True, progress=False)
     assert report.counts == {"process": 3, "error": 4}
     assert not (tmp_path / "out" / "photos").exists()
+
+
+def test_a_row_removed_behind_raysrs_back_is_redone(ray_cluster, tmp_path, photo):
+    root = tmp_path / "in"
+    _png(root / "a.png", photo[:32, :32])
+    _png(root / "b.png", photo[64:96, 64:96])
+    spec = _spec(root, tmp_path / "out", "bicubic")
+    first = run_job(spec, progress=False)
+    assert first.counts["ok"] + first.counts["flagged"] == 2
+    for part in (tmp_path / "out" / "_raysr" / "manifest").rglob("*.parquet"):
+        part.unlink()  # the record of the first run is gone
+    again = run_job(spec, progress=False)
+    assert again.counts["skipped"] == 0 and again.counts["ok"] + again.counts["flagged"] == 2
