@@ -33,6 +33,7 @@ SCHEMA = pa.schema(
         ("input_uri", pa.string()),
         ("input_size", pa.int64()),
         ("input_sha256", pa.string()),
+        ("input_version", pa.string()),  # mtime_ns=… / etag=… at listing: skip without re-reading
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("channels", pa.int32()),

@@ -34,7 +34,7 @@ from raysr.stages.read import ProbeStage, ReadBytesStage
 from raysr.stages.upscale import UpscaleStage
 from raysr.stages.write import WriteStage
 
-LISTING_COLUMNS = ("item_id", "input_uri", "relative")
+LISTING_COLUMNS = ("item_id", "input_uri", "relative", "listed_size", "input_version")
 _ROWS_PER_BLOCK = 8
 
 

@@ -62,7 +62,7 @@ def item_id(uri: str) -> str:
 def list_inputs(spec: JobSpec) -> pa.Table:
     """The listing as a columnar table (deduplicated: an input listed twice is one item)."""
     extensions = tuple(spec.extensions)
-    uris, relatives, seen = [], [], set()
+    uris, relatives, sizes, versions, seen = [], [], [], [], set()
     for pattern in spec.inputs:
         if pattern.startswith("s3://"):
             from raysr.sources.s3 import list_items
@@ -75,10 +75,14 @@ def list_inputs(spec: JobSpec) -> pa.Table:
                 seen.add(item.uri)
                 uris.append(item.uri)
                 relatives.append(item.relative)
+                sizes.append(item.size)
+                versions.append(item.version)
     return pa.table({
         "item_id": pa.array([item_id(uri) for uri in uris], pa.string()),
         "input_uri": pa.array(uris, pa.string()),
         "relative": pa.array(relatives, pa.string()),
+        "listed_size": pa.array(sizes, pa.int64()),
+        "input_version": pa.array(versions, pa.string()),
     })
 
 

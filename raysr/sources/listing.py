@@ -36,11 +36,14 @@ class InputItem:
         uri: absolute local path or ``s3://`` URI, as read.
         relative: path relative to its input root (POSIX separators), used to mirror the tree.
         size: bytes at listing time (-1 when unknown).
+        version: what the store says identifies this content without reading it
+            (``mtime_ns=…`` locally, ``etag=…`` on S3); ``None`` when unknown.
     """
 
     uri: str
     relative: str
     size: int = -1
+    version: str | None = None
 
 
 def _normalise(extensions: tuple[str, ...]) -> tuple[str, ...]:
@@ -56,7 +59,7 @@ def _item(path: Path, root: Path) -> InputItem | None:
     if not stat.S_ISREG(info.st_mode):
         logger.warning("skipping %s: not a regular file", path)
         return None
-    return InputItem(str(path), path.relative_to(root).as_posix(), info.st_size)
+    return InputItem(str(path), path.relative_to(root).as_posix(), info.st_size, f"mtime_ns={info.st_mtime_ns}")
 
 
 def _through_symlinked_folder(match: Path, root: Path) -> bool:
@@ -118,7 +121,8 @@ def list_local(pattern: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> 
     extensions = _normalise(extensions)
     path = Path(pattern).expanduser()
     if path.is_file():
-        yield InputItem(str(path.resolve()), path.name, path.stat().st_size)
+        info = path.stat()
+        yield InputItem(str(path.resolve()), path.name, info.st_size, f"mtime_ns={info.st_mtime_ns}")
         return
     if path.is_dir():
         root = path.resolve()
@@ -137,7 +141,7 @@ def list_local(pattern: str, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> 
                 continue  # as in a folder walk
             if match.is_dir():
                 items += [
-                    InputItem(item.uri, (match.relative_to(root) / item.relative).as_posix(), item.size)
+                    InputItem(item.uri, (match.relative_to(root) / item.relative).as_posix(), item.size, item.version)
                     for item in _walk(match, extensions)
                 ]
             elif match.suffix.lower() in extensions:

@@ -296,6 +296,12 @@ def size_of(uri: str) -> int | None:
 
 def list_prefix(uri: str, page_size: int = PAGE_SIZE) -> Iterator[tuple[str, int]]:
     """Yield (key, size) under a prefix, one page at a time (never the whole listing at once)."""
+    for entry in _list_entries(uri, page_size):
+        yield entry["Key"], int(entry["Size"])
+
+
+def _list_entries(uri: str, page_size: int = PAGE_SIZE) -> Iterator[dict]:
+    """The raw listing entries (Key, Size, ETag, LastModified …) under a prefix, page by page."""
     bucket, prefix = split_uri(uri)
     pages = client().get_paginator("list_objects_v2").paginate(
         Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size})
@@ -304,8 +310,7 @@ def list_prefix(uri: str, page_size: int = PAGE_SIZE) -> Iterator[tuple[str, int
         page = _call(uri, "LIST", lambda: next(iterator, None))
         if page is None:
             return
-        for entry in page.get("Contents", []):
-            yield entry["Key"], int(entry["Size"])
+        yield from page.get("Contents", [])
 
 
 def list_items(uri: str, extensions: tuple[str, ...], page_size: int = PAGE_SIZE):
@@ -334,11 +339,14 @@ def list_items(uri: str, extensions: tuple[str, ...], page_size: int = PAGE_SIZE
         prefix += "/"
     suffixes = tuple(extension.lower() for extension in extensions)
     found = 0
-    for key, size in list_prefix(f"s3://{bucket}/{prefix}", page_size):
+    for entry in _list_entries(f"s3://{bucket}/{prefix}", page_size):
+        key = entry["Key"]
         if key.endswith("/") or not key.lower().endswith(suffixes):
             continue
         found += 1
-        yield InputItem(f"s3://{bucket}/{key}", key[len(prefix):], size)
+        etag = entry.get("ETag")
+        yield InputItem(f"s3://{bucket}/{key}", key[len(prefix):], int(entry["Size"]),
+                        f"etag={etag.strip(chr(34))}" if etag else None)
     if not found:
         raise FileNotFoundError(
             f"input {uri!r} holds no object with one of the extensions {', '.join(suffixes)}; "

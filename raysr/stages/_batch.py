@@ -25,6 +25,7 @@ Batch = "pa.Table | dict[str, np.ndarray]"
 #: Columns that only live between stages; the write stage drops them.
 TRANSIENT_SCHEMA = pa.schema([
     ("relative", pa.string()),
+    ("listed_size", pa.int64()),
     ("data", pa.binary()),
     ("pixels", pa.large_binary()),
     ("pixels_shape", pa.list_(pa.int64())),

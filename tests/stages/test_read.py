@@ -64,3 +64,31 @@ def test_reread_detects_changed_content(tmp_path, photo):
     batch = pa.table({"input_uri": [str(path)], "input_sha256": ["0" * 64], "status": pa.array([None], pa.string())})
     row = rows_of(ReadBytesStage()(batch))[0]
     assert row["status"] == "error" and row["error_type"] == "input_changed"
+
+
+def test_listing_version_skips_without_reading(tmp_path, photo):
+    """Same size and mtime as the last successful run → skipped without reading the bytes."""
+    import os
+
+    path = _write(tmp_path, "p.png", photo[:40, :40])
+    spec = _spec(tmp_path)
+    info = path.stat()
+    listing = _listing(tmp_path, ["p.png"]).append_column("listed_size", pa.array([info.st_size], pa.int64())) \
+        .append_column("input_version", pa.array([f"mtime_ns={info.st_mtime_ns}"]))
+    first = rows_of(ProbeStage(spec, {"photo": "w1"})(listing))[0]
+    output = tmp_path / "out" / "p.png"
+    output.parent.mkdir()
+    output.write_bytes(b"x" * 10)
+    done = pa.Table.from_pylist([new_row(**{k: first[k] for k in ("item_id", "input_sha256", "settings_hash", "output_uri",
+                                                                   "input_version", "input_size", "route", "model", "kind")},
+                                         status="ok", weights_sha256="w1", output_size=10, run_id="r1")])
+    # Same size, same mtime, other bytes: the shortcut trusts the store and does not read.
+    path.write_bytes(b"\0" * info.st_size)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    row = rows_of(ProbeStage(spec, {"photo": "w1"}, done)(listing))[0]
+    assert row["status"] == "skipped" and "not re-read" in row["skip_reason"]
+    assert row["input_sha256"] == first["input_sha256"]
+    # Another output folder, or another model, is not "unchanged".
+    moved = _spec(tmp_path, output={"path": str(tmp_path / "elsewhere")})
+    assert rows_of(ProbeStage(moved, {"photo": "w1"}, done)(listing))[0]["status"] != "skipped"
+    assert rows_of(ProbeStage(spec, {"photo": "w2"}, done)(listing))[0]["status"] != "skipped"
