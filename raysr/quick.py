@@ -18,7 +18,7 @@ from raysr.models.load import LoadedModel
 from raysr.sinks.encode import EXTENSIONS, encode_image
 from raysr.sinks.write import UnsafePathError, colliding_outputs, output_relpath, write_atomic
 from raysr.sources.decode import DecodeError, decode_image
-from raysr.sources.listing import InputItem, list_local
+from raysr.sources.listing import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputItem, list_local
 
 
 @dataclass
@@ -29,19 +29,28 @@ class QuickReport:
     failures: list[str] = field(default_factory=list)
 
 
+def _is_video(path: str | Path) -> bool:
+    return str(path).lower().endswith(VIDEO_EXTENSIONS)
+
+
+def _extension_for(relative: str, image_extension: str) -> str:
+    """Images take the output format's extension; videos keep their container's."""
+    return "." + relative.rsplit(".", 1)[-1].lower() if _is_video(relative) else image_extension
+
+
 def _targets(input_path: Path, output_path: Path, extension: str) -> list[tuple[InputItem, Path | str]]:
     """(item, output path) per input, or (item, why it has no safe output path)."""
     if input_path.is_file():
         target = output_path
         if output_path.is_dir() or not output_path.suffix:
-            target = output_path / output_relpath(input_path.name, extension)
+            target = output_path / output_relpath(input_path.name, _extension_for(input_path.name, extension))
         return [(InputItem(str(input_path), input_path.name, input_path.stat().st_size), target)]
     if not input_path.is_dir():
         raise FileNotFoundError(f"input {input_path} does not exist")
     planned: list[tuple[InputItem, Path | str]] = []
-    for item in list_local(str(input_path)):
+    for item in list_local(str(input_path), IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
         try:
-            planned.append((item, output_path / output_relpath(item.relative, extension)))
+            planned.append((item, output_path / output_relpath(item.relative, _extension_for(item.relative, extension))))
         except UnsafePathError as error:
             planned.append((item, str(error)))
     collisions = colliding_outputs([(item.uri, str(target)) for item, target in planned if isinstance(target, Path)])
@@ -61,7 +70,11 @@ def upscale_path(
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> QuickReport:
-    """Upscale one image, or every image under a folder into a mirrored tree.
+    """Upscale one image or video, or every image and video under a folder into a mirrored tree.
+
+    Videos keep their container and are encoded with raysr.video's defaults
+    (libx264, crf 18), audio and subtitles copied; the job spec's ``video`` block
+    sets these for `raysr run`.
 
     A file that cannot be read or upscaled is reported (one line naming it) and
     skipped; the rest continue.
@@ -75,6 +88,12 @@ def upscale_path(
         try:
             if isinstance(target, str):
                 raise UnsafePathError(target)
+            if _is_video(item.uri):
+                from raysr.video import upscale_video  # PyAV: the `video` extra
+
+                upscale_video(item.uri, target, lambda frame: upscaler.upscale(frame).image)
+                report.ok += 1
+                continue
             decoded = decode_image(Path(item.uri).read_bytes(), item.uri)
             result = upscaler.upscale(decoded.pixels)
             scale = result.image.shape[0] / decoded.pixels.shape[0]

@@ -78,3 +78,20 @@ def test_two_inputs_never_write_one_output(tmp_path, photo):
     result = _raysr("upscale", str(root), str(tmp_path / "out"), "--model", "bicubic")
     assert result.returncode == 1 and "1 upscaled, 1 failed" in result.stdout
     assert "x.png: same output as" in result.stderr and "x.jpg" in result.stderr
+
+
+def test_upscale_a_video_keeps_container_and_audio(tmp_path):
+    import av
+
+    from clips import write_clip
+
+    clip = tmp_path / "in" / "clip.mkv"
+    clip.parent.mkdir()
+    write_clip(clip, frames=24, size=(48, 32), audio="aac")
+    result = _raysr("upscale", str(tmp_path / "in"), str(tmp_path / "out"), "--model", "bicubic", "--scale", "2")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(tmp_path / "out" / "clip.mkv")) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (96, 64)
+        assert len(container.streams.audio) == 1
+        assert sum(1 for _ in container.decode(video)) == 24
