@@ -234,6 +234,11 @@ def summarize(table: pa.Table, slowest: int = 5) -> dict:
     }
 
 
+def _without_prefix(message: str, uri: str) -> str:
+    """Error messages start with their item's URI; the summary already shows it."""
+    return message[len(uri) + 2:] if message.startswith(f"{uri}: ") else message
+
+
 def format_summary(summary: dict) -> str:
     if not summary.get("rows"):
         return "manifest is empty"
@@ -244,7 +249,8 @@ def format_summary(summary: dict) -> str:
     ]
     if summary["failures"]:
         lines.append("failures:")
-        lines += [f"  {f['input_uri']}: [{f['error_type']}] {f['error_message']}" for f in summary["failures"]]
+        lines += [f"  {f['input_uri']}: [{f['error_type']}] {_without_prefix(f['error_message'] or '', f['input_uri'])}"
+                  for f in summary["failures"]]
     if summary["slowest"]:
         lines.append("slowest:")
         lines += [f"  {s['upscale_s']:8.3f} s  {s['input_uri']}" for s in summary["slowest"]]

@@ -76,7 +76,7 @@ def test_summary_counts_failures_and_slowest(tmp_path):
     assert summary["slowest"][0]["input_uri"] == "/a.png"
     assert summary["items_per_s"] == pytest.approx(0.5)
     text = format_summary(summary)
-    assert "/b.png: [truncated]" in text and "ok 1" in text
+    assert "/b.png: [truncated] cut off" in text and "ok 1" in text
 
 
 def test_latest_outcome_ignores_skip_rows(tmp_path):
