@@ -18,7 +18,7 @@ from raysr.models.load import LoadedModel
 from raysr.sinks.encode import EXTENSIONS, encode_image
 from raysr.sinks.write import UnsafePathError, colliding_outputs, output_relpath, write_atomic
 from raysr.sources.decode import DecodeError, decode_image
-from raysr.sources.listing import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputItem, list_local
+from raysr.sources.listing import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputItem, is_video, list_local, output_extension
 
 
 @dataclass
@@ -29,28 +29,19 @@ class QuickReport:
     failures: list[str] = field(default_factory=list)
 
 
-def _is_video(path: str | Path) -> bool:
-    return str(path).lower().endswith(VIDEO_EXTENSIONS)
-
-
-def _extension_for(relative: str, image_extension: str) -> str:
-    """Images take the output format's extension; videos keep their container's."""
-    return "." + relative.rsplit(".", 1)[-1].lower() if _is_video(relative) else image_extension
-
-
 def _targets(input_path: Path, output_path: Path, extension: str) -> list[tuple[InputItem, Path | str]]:
     """(item, output path) per input, or (item, why it has no safe output path)."""
     if input_path.is_file():
         target = output_path
         if output_path.is_dir() or not output_path.suffix:
-            target = output_path / output_relpath(input_path.name, _extension_for(input_path.name, extension))
+            target = output_path / output_relpath(input_path.name, output_extension(input_path.name, extension))
         return [(InputItem(str(input_path), input_path.name, input_path.stat().st_size), target)]
     if not input_path.is_dir():
         raise FileNotFoundError(f"input {input_path} does not exist")
     planned: list[tuple[InputItem, Path | str]] = []
     for item in list_local(str(input_path), IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
         try:
-            planned.append((item, output_path / output_relpath(item.relative, _extension_for(item.relative, extension))))
+            planned.append((item, output_path / output_relpath(item.relative, output_extension(item.relative, extension))))
         except UnsafePathError as error:
             planned.append((item, str(error)))
     collisions = colliding_outputs([(item.uri, str(target)) for item, target in planned if isinstance(target, Path)])
@@ -88,7 +79,7 @@ def upscale_path(
         try:
             if isinstance(target, str):
                 raise UnsafePathError(target)
-            if _is_video(item.uri):
+            if is_video(item.uri):
                 from raysr.video import upscale_video  # PyAV: the `video` extra
 
                 upscale_video(item.uri, target, lambda frame: upscaler.upscale(frame).image)

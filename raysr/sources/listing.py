@@ -25,6 +25,16 @@ from pathlib import Path
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif")
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi")
 
+
+def is_video(path: str) -> bool:
+    """True when a path or URI names a video container (by extension)."""
+    return str(path).lower().endswith(VIDEO_EXTENSIONS)
+
+
+def output_extension(relative: str, image_extension: str) -> str:
+    """Images take the output format's extension; videos keep their container's."""
+    return "." + relative.rsplit(".", 1)[-1].lower() if is_video(relative) else image_extension
+
 logger = logging.getLogger(__name__)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from raysr.manifest import SCHEMA
+from raysr.sources.decode import DecodedImage, decode_image
 
 Row = dict
 Batch = "pa.Table | dict[str, np.ndarray]"
@@ -116,3 +117,8 @@ def worker_ids() -> tuple[str | None, str | None]:
 
 def map_rows(batch, process: Callable[[Row], Row]) -> pa.Table:
     return batch_of([process(row) for row in rows_of(batch)])
+
+
+def decode_input(row: Row) -> DecodedImage:
+    """Decode an item's input bytes again; the probe already enforced size limits, so none apply here."""
+    return decode_image(row["data"], row["input_uri"], max_pixels=1 << 62, min_side=1)

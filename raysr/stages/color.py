@@ -11,8 +11,7 @@ from __future__ import annotations
 from raysr.imageops.color import correct_color
 from raysr.imageops.resize import resize
 from raysr.models.registry import get_spec, is_registered
-from raysr.sources.decode import decode_image
-from raysr.stages._batch import Batch, Row, fail, map_rows, pack_pixels, pending, timed, unpack_pixels
+from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, unpack_pixels
 
 
 def color_method_for(model: str, configured: str | None) -> str:
@@ -44,7 +43,7 @@ class ColorStage:
         try:
             with timed(row, "color_s"):
                 output = unpack_pixels(row)
-                source = decode_image(row["data"], row["input_uri"], max_pixels=1 << 62, min_side=1).pixels
+                source = decode_input(row).pixels
                 reference = resize(source, output.shape[:2], "bicubic")
                 pack_pixels(row, correct_color(output, reference, method))
         except Exception as error:  # noqa: BLE001

@@ -15,7 +15,7 @@ from pathlib import Path
 from raysr.imageops.metrics import lr_consistency, mean_delta_e, psnr, sharpness, ssim
 from raysr.imageops.resize import resize
 from raysr.sources.decode import decode_image
-from raysr.stages._batch import Batch, Row, fail, map_rows, pending, timed, unpack_pixels
+from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pending, timed, unpack_pixels
 from raysr.storage import read_bytes
 
 
@@ -50,7 +50,7 @@ class MetricsStage:
         try:
             with timed(row, "metrics_s"):
                 output = unpack_pixels(row)
-                source = decode_image(row["data"], row["input_uri"], max_pixels=1 << 62, min_side=1).pixels
+                source = decode_input(row).pixels
                 consistency = lr_consistency(output, source)
                 row.update(lr_psnr=consistency["psnr"], lr_ssim=consistency["ssim"], sharpness=sharpness(output),
                            delta_e=mean_delta_e(output, resize(source, output.shape[:2], "bicubic")))

@@ -21,17 +21,13 @@ from raysr.job.spec import JobSpec
 from raysr.manifest import now_utc
 from raysr.sinks.encode import EXTENSIONS
 from raysr.sources.decode import DecodeError, decode_image
-from raysr.sources.listing import VIDEO_EXTENSIONS
+from raysr.sources.listing import is_video, output_extension
 from raysr.stages._batch import Batch, Row, batch_of, fail, map_rows, rows_of, timed
 from raysr.storage import output_uri, read_bytes, size_of
 
 
 class InputChangedError(RuntimeError):
     kind = "input_changed"
-
-
-def is_video(uri: str) -> bool:
-    return uri.lower().endswith(VIDEO_EXTENSIONS)
 
 
 def _hash_file(path: str) -> tuple[int, str]:
@@ -165,8 +161,7 @@ class ProbeStage:
 
     def _output_uri(self, row: Row) -> str:
         """Images get the output format's extension; videos keep their container's."""
-        suffix = "." + row["relative"].rsplit(".", 1)[-1].lower() if is_video(row["input_uri"]) else self.extension
-        return output_uri(self.spec.output.path, row["relative"], suffix)
+        return output_uri(self.spec.output.path, row["relative"], output_extension(row["relative"], self.extension))
 
     def _route_override(self, relative: str) -> tuple[str, str] | None:
         for override in self.spec.route_overrides:

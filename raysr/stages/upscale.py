@@ -5,8 +5,7 @@ from __future__ import annotations
 from raysr.engine import EngineOptions, Upscaler
 from raysr.job.spec import VideoSpec
 from raysr.models.load import load_model
-from raysr.sources.decode import decode_image
-from raysr.stages._batch import Batch, Row, fail, map_rows, pack_pixels, pending, timed, worker_ids
+from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, worker_ids
 
 
 class UpscaleStage:
@@ -49,7 +48,7 @@ class UpscaleStage:
             return self._upscale_video(row)
         try:
             with timed(row, "upscale_s"):
-                pixels = decode_image(row["data"], row["input_uri"], max_pixels=1 << 62, min_side=1).pixels
+                pixels = decode_input(row).pixels
                 result = self.upscaler.upscale(pixels, timeout_s=self.timeout_s)
             pack_pixels(row, result.image)
             row.update(precision=result.precision, precision_fallback_tiles=result.precision_fallback_tiles,

@@ -5,8 +5,7 @@ from __future__ import annotations
 from raysr import __version__
 from raysr.manifest import COLUMNS, now_utc
 from raysr.sinks.encode import encode_image
-from raysr.sources.decode import decode_image
-from raysr.stages._batch import Batch, Row, batch_of, fail, pending, rows_of, timed, unpack_pixels
+from raysr.stages._batch import Batch, Row, batch_of, decode_input, fail, pending, rows_of, timed, unpack_pixels
 from raysr.storage import size_of, write_bytes
 
 
@@ -32,7 +31,7 @@ class WriteStage:
             try:
                 with timed(row, "write_s"):
                     output = unpack_pixels(row)
-                    metadata = decode_image(row["data"], row["input_uri"], max_pixels=1 << 62, min_side=1).metadata
+                    metadata = decode_input(row).metadata
                     encoded = encode_image(
                         output, self.fmt, self.quality, metadata, scale=output.shape[0] / row["height"],
                         tag=f"raysr {__version__} model={row['model']} item={row['item_id']}",
