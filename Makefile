@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean browser
 
 install: $(VENV)/.installed
 
@@ -19,8 +19,15 @@ demo: install
 	$(BIN)/raysr run jobs/demo.yaml
 	$(BIN)/raysr manifest summary demo-out/_raysr/manifest
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q tests
+
+# Debian's Chromium for the report's browser test (tests/report); playwright drives it,
+# so no browser is downloaded. Without root or apt the test says why it is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] \
+		&& (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+		|| echo "chromium not installed: tests/report's browser test will be skipped"; }
 
 bench: install
 	$(BIN)/raysr bench engine

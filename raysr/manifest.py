@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 STATUSES = ("ok", "error", "skipped", "flagged")
 
-_STAGES = ("read", "upscale", "color", "metrics", "write")
+_STAGES = ("read", "upscale", "faces", "color", "metrics", "write")
 _METRICS = ("lr_psnr", "lr_ssim", "sharpness", "delta_e", "ref_psnr", "ref_ssim")
 
 SCHEMA = pa.schema(
@@ -58,6 +58,9 @@ SCHEMA = pa.schema(
         ("tile_pad", pa.int32()),
         ("tile_overlap", pa.int32()),
         ("color_method", pa.string()),
+        ("face_model", pa.string()),
+        ("face_count", pa.int32()),
+        ("faces", pa.string()),  # JSON list: box, detector score, identity score, action per face
         ("settings_hash", pa.string()),
         ("output_uri", pa.string()),
         ("output_size", pa.int64()),

@@ -112,6 +112,34 @@ def _gpus_per_actor(spec: JobSpec) -> float:
     return 1.0 if cluster_gpus() > 0 else 0.0
 
 
+def _face_stages(spec: JobSpec, route: str) -> list:
+    if spec.route_spec(route).face_model is None:
+        return []
+    from raysr.stages.faces import FaceStage
+
+    return [FaceStage]
+
+
+def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwargs: dict, spec: JobSpec,
+                   num_gpus: float) -> ray.data.Dataset:
+    """One model per actor: ``stage_class`` is constructed once per actor and fed batches.
+
+    Ray Data's actor pools restart a killed actor (OOM kill, segfault) and retry its
+    batch (max_restarts=-1, max_task_retries=-1 by default).
+    """
+    resources = spec.resources
+    return dataset.map_batches(
+        stage_class,
+        fn_constructor_kwargs=constructor_kwargs,
+        batch_size=resources.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=resources.actors_per_model),
+        num_gpus=num_gpus,
+        num_cpus=resources.cpus_per_actor,
+        runtime_env=_worker_env(),
+    )
+
+
 def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa.Table]:
     """Run the process pass; yield finished manifest rows as Arrow batches."""
     resources = spec.resources
@@ -128,28 +156,27 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     for route, table in pending_by_route.items():
         if table.num_rows == 0:
             continue
-        check_chain([ReadBytesStage(), UpscaleStage, *post], (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
+        chain = spec.route_spec(route)
+        face_stages = _face_stages(spec, route)
+        check_chain([ReadBytesStage(), UpscaleStage, *face_stages, *post],
+                    (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
         branch = ray.data.from_arrow(_blocks(table)).map_batches(
             ReadBytesStage(), batch_size=_ROWS_PER_BLOCK, num_cpus=resources.read_cpus, batch_format="pyarrow",
             runtime_env=worker_env,
-        ).map_batches(
-            UpscaleStage,
-            fn_constructor_kwargs={
-                "model": spec.route_spec(route).model,
-                "engine": spec.engine,
-                "weights_dir": spec.weights_dir,
-                "timeout_s": spec.limits.item_timeout_s,
-                "video": spec.video,
-            },
-            batch_size=resources.batch_size,
-            batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=resources.actors_per_model),
-            num_gpus=num_gpus,
-            num_cpus=resources.cpus_per_actor,
-            runtime_env=worker_env,
-            # Ray Data's actor pools restart a killed actor (OOM kill, segfault) and
-            # retry its batch (max_restarts=-1, max_task_retries=-1 by default).
         )
+        branch = _in_actor_pool(branch, UpscaleStage, {
+            "model": chain.model,
+            "engine": spec.engine,
+            "weights_dir": spec.weights_dir,
+            "timeout_s": spec.limits.item_timeout_s,
+            "video": spec.video,
+            "diffusion": spec.diffusion,
+        }, spec, num_gpus)
+        for face_stage in face_stages:
+            # Faces restore in a pool of their own, over this route's background output.
+            branch = _in_actor_pool(branch, face_stage, {
+                "face_model": chain.face_model, "faces": spec.faces, "weights_dir": spec.weights_dir,
+            }, spec, num_gpus)
         branches.append(branch)
     if not branches:
         return

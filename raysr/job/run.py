@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raysr.job.lease import Lease
-from raysr.job.spec import ROUTES, JobSpec
+from raysr.job.spec import JobSpec
 from raysr.manifest import ManifestWriter, latest_outcomes, read_manifest
 from raysr.models.registry import get_spec, is_registered
 from raysr.sinks.write import colliding_outputs
@@ -86,10 +86,16 @@ def list_inputs(spec: JobSpec) -> pa.Table:
     })
 
 
+def _pool_count(spec: JobSpec) -> int:
+    """Actor pools the process pass may start: one per route model, one per face model."""
+    face_models = {spec.route_spec(route).face_model for route in spec.active_routes()} - {None}
+    return len(set(spec.models().values())) + len(face_models)
+
+
 def _weights_by_route(spec: JobSpec) -> dict[str, str]:
     """Resolve every route's weights on the driver: fail fast, and know the digests for resume."""
     digests = {}
-    for route in ROUTES:
+    for route in spec.active_routes():
         model = spec.route_spec(route).model
         if is_registered(model) and get_spec(model).is_classical:
             digests[route] = None
@@ -168,7 +174,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     listing = list_inputs(spec)
     report.listed = listing.num_rows
     done = latest_outcomes(read_manifest(spec.manifest_uri))
-    plan.init_ray(address, logical_cpus=2 * spec.resources.actors_per_model * len(set(spec.models().values())) + 2)
+    plan.init_ray(address, logical_cpus=2 * spec.resources.actors_per_model * _pool_count(spec) + 2)
 
     probed = (pa.concat_tables(list(plan.probe(listing, spec, weights, done)), promote_options="default")
               if listing.num_rows else None)
@@ -199,7 +205,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
         is_pending = pc.is_null(probed.column("status"))
         emit([finish(row) for row in probed.filter(pc.invert(is_pending)).to_pylist()])
         pending = probed.filter(is_pending)
-        for route in ROUTES:
+        for route in spec.active_routes():
             pending_by_route[route] = pending.filter(pc.equal(pending.column("route"), route))
     for batch in plan.process(pending_by_route, spec):
         emit(batch.to_pylist())

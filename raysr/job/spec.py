@@ -32,7 +32,7 @@ from raysr.sinks.encode import FORMATS
 from raysr.sources.decode import MAX_PIXELS, MIN_SIDE_PX
 from raysr.sources.listing import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
-ROUTES = ("photo", "anime")
+ROUTES = ("photo", "anime", "faces")
 
 
 class _Strict(BaseModel):
@@ -48,17 +48,18 @@ class OutputSpec(_Strict):
 
 
 class RouteSpec(_Strict):
-    """The model chain of one route."""
+    """The model chain of one route: a background model, then (route ``faces``) a face restorer."""
 
     model: str
     color: str | None = None  # None: the model family's default (registry)
+    face_model: str | None = None  # restores detected faces over this route's background output
 
 
 class RouteOverride(_Strict):
     """Send inputs whose path (relative to its input root) matches ``glob`` to ``route``."""
 
     glob: str
-    route: Literal["photo", "anime"]
+    route: Literal["photo", "anime", "faces"]
 
 
 class StagesSpec(_Strict):
@@ -74,6 +75,36 @@ class StagesSpec(_Strict):
         if value is not None and value not in COLOR_METHODS:
             raise ValueError(f"must be one of {COLOR_METHODS}")
         return value
+
+
+class FacesSpec(_Strict):
+    """Face restoration (``raysr/faces``): photos in which the probe finds a face take route ``faces``.
+
+    The background comes from the route's model, the faces from ``model`` in an
+    actor pool of its own; each face is aligned to the restorer's template,
+    restored, checked against its input by the identity guard, and pasted back.
+    """
+
+    model: str = "GFPGANv1.4"
+    detector: Literal["haar", "retinaface"] = "haar"
+    fidelity: float = Field(default=0.5, ge=0, le=1)  # 0: fully restored face; 1: the background model's face
+    only_center_face: bool = False
+    min_face_px: int = Field(default=24, ge=8)  # input px; smaller faces keep the background model's pixels
+    identity_threshold: float | None = Field(default=0.5, ge=-1, le=1)  # None: no identity guard
+    skip: dict[str, list[int]] = {}  # input path (relative to its root) → face indices to leave untouched
+
+
+class DiffusionSpec(_Strict):
+    """Settings of diffusion upscalers (``stabilityai/stable-diffusion-x4-upscaler``), see ``raysr/diffusion``."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    noise_level: int = Field(default=20, ge=0, le=350)
+    guidance_scale: float = Field(default=9.0, ge=0)
+    steps: int = Field(default=50, ge=1, le=1000)
+    seed: int = Field(default=0, ge=0)
+    tile: int = Field(default=128, ge=32)  # input px per tile; SD x4 is trained on 128 px inputs
+    tile_overlap: int = Field(default=32, ge=0)  # input px shared by neighbouring tiles, cross-faded
 
 
 class VideoSpec(_Strict):
@@ -123,10 +154,12 @@ class JobSpec(_Strict):
     output: OutputSpec
     manifest: str | None = None  # default: <output>/_raysr/manifest
     model: str = "RealESRGAN_x4plus"  # the photo route's model unless routes say otherwise
-    routes: dict[Literal["photo", "anime"], RouteSpec] = {}
+    routes: dict[Literal["photo", "anime", "faces"], RouteSpec] = {}
     route_overrides: list[RouteOverride] = []
     engine: EngineOptions = EngineOptions()
     stages: StagesSpec = StagesSpec()
+    faces: FacesSpec | None = None  # None: no face detection, no route ``faces``
+    diffusion: DiffusionSpec = DiffusionSpec()
     video: VideoSpec = VideoSpec()
     resources: ResourcesSpec = ResourcesSpec()
     limits: LimitsSpec = LimitsSpec()
@@ -154,23 +187,42 @@ class JobSpec(_Strict):
         return self.manifest or f"{self.output.path.rstrip('/')}/_raysr/manifest"
 
     def route_spec(self, route: str) -> RouteSpec:
-        """The chain for ``route``; routes not configured fall back to the top-level model."""
-        return self.routes.get(route) or RouteSpec(model=self.model)
+        """The chain for ``route``; routes not configured fall back to the top-level model
+        (and, for ``faces``, to ``faces.model`` as the face restorer)."""
+        configured = self.routes.get(route) or RouteSpec(model=self.model)
+        if route == "faces" and configured.face_model is None and self.faces is not None:
+            return configured.model_copy(update={"face_model": self.faces.model})
+        return configured
+
+    def active_routes(self) -> tuple[str, ...]:
+        """Routes items can take in this job (``faces`` only when face restoration is on)."""
+        return tuple(route for route in ROUTES if route != "faces" or self.faces is not None)
 
     def models(self) -> dict[str, str]:
         """route → model name, for every route."""
-        return {route: self.route_spec(route).model for route in ROUTES}
+        return {route: self.route_spec(route).model for route in self.active_routes()}
 
     def settings_hash(self, route: str) -> str:
         """Hash of every setting that changes a route's output pixels or file."""
+        chain = self.route_spec(route)
         settings = {
-            "model": self.route_spec(route).model,
+            "model": chain.model,
             "engine": self.engine.settings(),
             "color": self.route_spec(route).color or self.stages.color,
             "output": self.output.model_dump(exclude={"path"}),
             "video": self.video.model_dump(),
         }
+        if chain.face_model is not None:
+            settings["faces"] = {"model": chain.face_model, **(self.faces or FacesSpec()).model_dump(exclude={"model", "skip"})}
+        if _is_diffusion(chain.model):
+            settings["diffusion"] = self.diffusion.model_dump()
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_diffusion(model: str) -> bool:
+    from raysr.models.registry import get_spec, is_registered
+
+    return is_registered(model) and get_spec(model).arch == "diffusers"
 
 
 class SpecError(ValueError):

@@ -177,6 +177,27 @@ _ENTRIES: tuple[ModelSpec, ...] = (
         tile_advice=512, notes="face restorer, 512x512 aligned crops",
     ),
     ModelSpec(
+        name="RestoreFormer", arch="RestoreFormer", scale=1, purpose="face", family="face",
+        filename="RestoreFormer.pth",
+        url="https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/RestoreFormer.pth",
+        license="Apache-2.0", precisions=("fp32", "fp16"),
+        tile_advice=512, notes="face restorer (RestoreFormer), 512x512 aligned crops; digest recorded on first fetch",
+    ),
+    ModelSpec(
+        name="CodeFormer", arch="CodeFormer", scale=1, purpose="face", family="face",
+        filename="codeformer.pth",
+        url="https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
+        license="S-Lab License 1.0 (non-commercial use only)", precisions=("fp32",),
+        tile_advice=512, notes="face restorer with fidelity weight; needs raysr[extra-arches]; NON-COMMERCIAL license",
+    ),
+    ModelSpec(
+        name="stabilityai/stable-diffusion-x4-upscaler", arch="diffusers", scale=4, purpose="diffusion",
+        family="general", url="https://huggingface.co/stabilityai/stable-diffusion-x4-upscaler",
+        license="CreativeML Open RAIL++-M", precisions=("fp32", "fp16"), tile_advice=128,
+        color_correction="wavelet",
+        notes="latent diffusion x4 (diffusers); hub snapshot in the weights cache; needs raysr[diffusion]",
+    ),
+    ModelSpec(
         name="retinaface_resnet50", arch="RetinaFace", scale=1, purpose="detector",
         family="face", filename="detection_Resnet50_Final.pth",
         url="https://github.com/xinntao/facexlib/releases/download/v0.1.0/detection_Resnet50_Final.pth",

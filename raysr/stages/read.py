@@ -109,6 +109,12 @@ class ProbeStage:
         if override:
             return override
         guess = classify_content(pixels)
+        if guess.kind == "photo" and self.spec.faces is not None and row.get("kind") == "image":
+            from raysr.faces import has_faces
+
+            found, reason = has_faces(pixels, self.spec.faces)
+            if found:
+                return "faces", f"{guess.reason}; {reason}"
         return guess.kind, guess.reason
 
     def probe(self, row: Row) -> Row:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from raysr.engine import EngineOptions, Upscaler
-from raysr.job.spec import VideoSpec
+from raysr.job.spec import DiffusionSpec, VideoSpec
 from raysr.models.load import load_model
 from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, worker_ids
 
@@ -20,7 +20,8 @@ class UpscaleStage:
               "upscale_s", "node_id", "actor_id", "frames_out", "segments", "codec", "notes")
 
     def __init__(self, model: str, engine: EngineOptions, weights_dir: str | None = None,
-                 timeout_s: float = 3600.0, video: VideoSpec | None = None) -> None:
+                 timeout_s: float = 3600.0, video: VideoSpec | None = None,
+                 diffusion: DiffusionSpec | None = None) -> None:
         self.loaded = load_model(model, weights_dir, denoise_strength=engine.denoise_strength)
         self.upscaler = Upscaler(self.loaded, engine)
         self.engine = engine

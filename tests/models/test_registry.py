@@ -14,12 +14,24 @@ def test_required_models_are_registered(name):
     assert spec.name == name and spec.scale >= 1 and spec.license
 
 
+# Official files whose digest no two independent public sources agree on yet: the
+# resolver records the digest it downloads, and `raysr weights verify` checks it from then on.
+_UNPINNED = {"RestoreFormer", "CodeFormer", "stabilityai/stable-diffusion-x4-upscaler"}
+
+
 def test_official_entries_pin_url_and_sha256():
     for spec in REGISTRY.values():
-        if spec.url:
-            assert spec.url.startswith("https://github.com/")
+        if not spec.url:
+            continue
+        if spec.arch == "diffusers":  # a hub repository, resolved as a snapshot
+            assert spec.url == f"https://huggingface.co/{spec.name}"
+            continue
+        assert spec.url.startswith("https://github.com/")
+        assert spec.filename and spec.url.endswith(spec.filename)
+        if spec.name in _UNPINNED:
+            assert spec.sha256 is None
+        else:
             assert spec.sha256 and len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0
-            assert spec.filename and spec.url.endswith(spec.filename)
 
 
 def test_unknown_name_lists_the_known_ones():
