@@ -58,6 +58,7 @@ SCHEMA = pa.schema(
         ("tile_pad", pa.int32()),
         ("tile_overlap", pa.int32()),
         ("color_method", pa.string()),
+        ("ensemble", pa.string()),  # JSON list: model, weight, weights sha256 of each blended output
         ("face_model", pa.string()),
         ("face_count", pa.int32()),
         ("faces", pa.string()),  # JSON list: box, detector score, identity score, action per face

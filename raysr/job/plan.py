@@ -29,6 +29,7 @@ import ray.data
 from raysr.job.spec import JobSpec
 from raysr.sources.s3 import WORKER_ENV
 from raysr.stages.color import ColorStage
+from raysr.stages.ensemble import BlendStage, EnsembleMemberStage
 from raysr.stages.metrics import MetricsStage
 from raysr.stages.read import ProbeStage, ReadBytesStage
 from raysr.stages.upscale import UpscaleStage
@@ -95,9 +96,10 @@ def _blocks(table: pa.Table) -> list[pa.Table]:
     return [table.slice(start, rows_per_block) for start in range(0, max(table.num_rows, 1), rows_per_block)]
 
 
-def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str], done: pa.Table | None) -> Iterator[pa.Table]:
+def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str | None], chain_digests: dict[str, str | None],
+          done: pa.Table | None) -> Iterator[pa.Table]:
     """Run the probe pass over the listing; yield its rows as Arrow batches."""
-    stage = ProbeStage(spec, weights_sha256, done)
+    stage = ProbeStage(spec, weights_sha256, done, chain_digests)
     check_chain([stage], LISTING_COLUMNS)
     dataset = ray.data.from_arrow(_blocks(listing)).map_batches(
         stage, batch_size=_ROWS_PER_BLOCK, num_cpus=spec.resources.read_cpus, batch_format="pyarrow",
@@ -158,7 +160,8 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
             continue
         chain = spec.route_spec(route)
         face_stages = _face_stages(spec, route)
-        check_chain([ReadBytesStage(), UpscaleStage, *face_stages, *post],
+        ensemble_stages = [EnsembleMemberStage, BlendStage] if chain.ensemble else []
+        check_chain([ReadBytesStage(), UpscaleStage, *ensemble_stages, *face_stages, *post],
                     (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
         branch = ray.data.from_arrow(_blocks(table)).map_batches(
             ReadBytesStage(), batch_size=_ROWS_PER_BLOCK, num_cpus=resources.read_cpus, batch_format="pyarrow",
@@ -172,6 +175,15 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
             "video": spec.video,
             "diffusion": spec.diffusion,
         }, spec, num_gpus)
+        for member in chain.ensemble:
+            branch = _in_actor_pool(branch, EnsembleMemberStage, {
+                "model": member.model, "engine": spec.engine, "weights_dir": spec.weights_dir,
+                "timeout_s": spec.limits.item_timeout_s,
+            }, spec, num_gpus)
+        if chain.ensemble:
+            branch = branch.map_batches(BlendStage({route: chain.blend_weights()}, {route: chain.color or spec.stages.color}),
+                                        batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
+                                        runtime_env=worker_env)
         for face_stage in face_stages:
             # Faces restore in a pool of their own, over this route's background output.
             branch = _in_actor_pool(branch, face_stage, {

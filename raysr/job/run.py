@@ -87,21 +87,27 @@ def list_inputs(spec: JobSpec) -> pa.Table:
 
 
 def _pool_count(spec: JobSpec) -> int:
-    """Actor pools the process pass may start: one per route model, one per face model."""
-    face_models = {spec.route_spec(route).face_model for route in spec.active_routes()} - {None}
-    return len(set(spec.models().values())) + len(face_models)
+    """Actor pools the process pass may start: per route, its model, ensemble members and face restorer."""
+    return sum(1 + len(spec.chain_models(route)) for route in spec.active_routes())
 
 
-def _weights_by_route(spec: JobSpec) -> dict[str, str]:
-    """Resolve every route's weights on the driver: fail fast, and know the digests for resume."""
-    digests = {}
-    for route in spec.active_routes():
-        model = spec.route_spec(route).model
-        if is_registered(model) and get_spec(model).is_classical:
-            digests[route] = None
-            continue
-        digests[route] = resolve_weights(model, spec.weights_dir).sha256
-    return digests
+def _model_digest(model: str, weights_dir: str | None) -> str | None:
+    """Resolve a model's weights on the driver (fail fast, before any cluster work) and return
+    their sha256; ``None`` for classical resizers."""
+    if is_registered(model) and get_spec(model).is_classical:
+        return None
+    return resolve_weights(model, weights_dir).sha256
+
+
+def _weights_by_route(spec: JobSpec) -> dict[str, str | None]:
+    """route → digest of its main model's weights, to tell a model upgrade on resume."""
+    return {route: _model_digest(spec.route_spec(route).model, spec.weights_dir) for route in spec.active_routes()}
+
+
+def _chain_digests(spec: JobSpec) -> dict[str, str | None]:
+    """model → weights digest for every face restorer and ensemble member of the job."""
+    models = {model for route in spec.active_routes() for model in spec.chain_models(route)}
+    return {model: _model_digest(model, spec.weights_dir) for model in sorted(models)}
 
 
 def _refuse_output_collisions(probed: pa.Table) -> pa.Table:
@@ -154,9 +160,10 @@ def run_job(spec: JobSpec, address: str | None = None, dry_run: bool = False,
     report = RunReport(spec.name, run_id, manifest_uri=spec.manifest_uri, dry_run=dry_run,
                        allow_errors=spec.allow_errors)
     weights = _weights_by_route(spec)
+    chain_digests = _chain_digests(spec)
     lease = None if dry_run else Lease(lease_uri(spec), run_id).acquire()
     try:
-        return _run(spec, address, dry_run, progress, report, weights, lease, started)
+        return _run(spec, address, dry_run, progress, report, (weights, chain_digests), lease, started)
     finally:
         if lease is not None:
             lease.release()
@@ -168,7 +175,7 @@ def lease_uri(spec: JobSpec) -> str:
 
 
 def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | None, report: RunReport,
-         weights: dict[str, str], lease: Lease | None, started: float) -> RunReport:
+         digests: tuple[dict, dict], lease: Lease | None, started: float) -> RunReport:
     from raysr.job import plan  # imports Ray: only when a job actually runs
 
     listing = list_inputs(spec)
@@ -176,7 +183,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     done = latest_outcomes(read_manifest(spec.manifest_uri))
     plan.init_ray(address, logical_cpus=2 * spec.resources.actors_per_model * _pool_count(spec) + 2)
 
-    probed = (pa.concat_tables(list(plan.probe(listing, spec, weights, done)), promote_options="default")
+    probed = (pa.concat_tables(list(plan.probe(listing, spec, *digests, done)), promote_options="default")
               if listing.num_rows else None)
     if dry_run:
         statuses = probed.column("status").to_pylist() if probed is not None else []

@@ -47,12 +47,38 @@ class OutputSpec(_Strict):
     quality: int = Field(default=95, ge=1, le=100)
 
 
+class EnsembleMember(_Strict):
+    """A further model of a route's ensemble and its share of the per-pixel blend."""
+
+    model: str
+    weight: float = Field(gt=0, lt=1)
+
+
 class RouteSpec(_Strict):
-    """The model chain of one route: a background model, then (route ``faces``) a face restorer."""
+    """The model chain of one route: a background model (optionally an ensemble), then
+    (route ``faces``) a face restorer.
+
+    ``ensemble`` members run in actor pools of their own; their outputs (same scale) are
+    colour-corrected to the same reference and blended, ``model`` taking ``1 - sum(weights)``.
+    """
 
     model: str
     color: str | None = None  # None: the model family's default (registry)
     face_model: str | None = None  # restores detected faces over this route's background output
+    ensemble: list[EnsembleMember] = []
+
+    @model_validator(mode="after")
+    def _ensemble_weights_leave_a_share(self) -> "RouteSpec":
+        total = sum(member.weight for member in self.ensemble)
+        if total >= 1:
+            raise ValueError(f"ensemble weights sum to {total:g}; they must stay below 1 so that "
+                             f"{self.model!r} keeps a share (1 - sum)")
+        return self
+
+    def blend_weights(self) -> list[tuple[str, float]]:
+        """(model, weight) of every ensemble part, the route's model first; weights sum to 1."""
+        rest = 1.0 - sum(member.weight for member in self.ensemble)
+        return [(self.model, rest), *((member.model, member.weight) for member in self.ensemble)]
 
 
 class RouteOverride(_Strict):
@@ -202,8 +228,17 @@ class JobSpec(_Strict):
         """route → model name, for every route."""
         return {route: self.route_spec(route).model for route in self.active_routes()}
 
-    def settings_hash(self, route: str) -> str:
-        """Hash of every setting that changes a route's output pixels or file."""
+    def chain_models(self, route: str) -> list[str]:
+        """Every model a route runs besides its main one (ensemble members, face restorer)."""
+        chain = self.route_spec(route)
+        return [member.model for member in chain.ensemble] + ([chain.face_model] if chain.face_model else [])
+
+    def settings_hash(self, route: str, model_digests: dict[str, str | None] | None = None) -> str:
+        """Hash of every setting that changes a route's output pixels or file.
+
+        ``model_digests`` (model → weights sha256) covers :meth:`chain_models`, so a new
+        file under a face or ensemble model's name redoes the route's items.
+        """
         chain = self.route_spec(route)
         settings = {
             "model": chain.model,
@@ -212,6 +247,10 @@ class JobSpec(_Strict):
             "output": self.output.model_dump(exclude={"path"}),
             "video": self.video.model_dump(),
         }
+        if chain.ensemble:
+            settings["ensemble"] = chain.blend_weights()
+        if model_digests:  # weights of the chain's other models (faces, ensemble members)
+            settings["model_digests"] = dict(sorted(model_digests.items()))
         if chain.face_model is not None:
             settings["faces"] = {"model": chain.face_model, **(self.faces or FacesSpec()).model_dump(exclude={"model", "skip"})}
         if _is_diffusion(chain.model):

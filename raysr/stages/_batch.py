@@ -31,6 +31,7 @@ TRANSIENT_SCHEMA = pa.schema([
     ("pixels", pa.large_binary()),
     ("pixels_shape", pa.list_(pa.int64())),
     ("pixels_dtype", pa.string()),
+    ("ensemble_pixels", pa.list_(pa.large_binary())),  # outputs of a route's ensemble members
 ])
 _FIELDS = {field.name: field for schema in (SCHEMA, TRANSIENT_SCHEMA) for field in schema}
 
@@ -81,7 +82,7 @@ def fail(row: Row, stage: str, error: BaseException) -> Row:
         # Not a failure raysr anticipated: keep the exception type and say where to look.
         message = f"unexpected {type(error).__name__} in the {stage} stage: {message} (a raysr bug; please report it with this manifest row)"
     row.update(status="error", error_type=kind, error_stage=stage, error_message=message[:2000])
-    for column in ("data", "pixels"):
+    for column in ("data", "pixels", "ensemble_pixels"):
         row[column] = None
     return row
 

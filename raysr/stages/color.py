@@ -34,8 +34,8 @@ class ColorStage:
         return map_rows(batch, self.correct)
 
     def correct(self, row: Row) -> Row:
-        if not pending(row) or row.get("kind") == "video":
-            return row
+        if not pending(row) or row.get("kind") == "video" or row.get("color_method") is not None:
+            return row  # (a set color_method: the blend stage already corrected each ensemble output)
         method = color_method_for(row["model"], self.methods.get(row.get("route")))
         row["color_method"] = method
         if method == "none":

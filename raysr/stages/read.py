@@ -92,9 +92,11 @@ class ProbeStage:
               "error_type", "error_stage", "error_message", "read_s", "started_at", "notes",
               "frames_in", "fps", "duration_s", "codec")
 
-    def __init__(self, spec: JobSpec, weights_sha256: dict[str, str], done: pa.Table | None = None) -> None:
+    def __init__(self, spec: JobSpec, weights_sha256: dict[str, str | None], done: pa.Table | None = None,
+                 chain_digests: dict[str, str | None] | None = None) -> None:
         self.spec = spec
         self.weights_sha256 = weights_sha256  # route -> sha, to tell a model upgrade
+        self.chain_digests = chain_digests or {}  # face restorer / ensemble member -> sha
         self.done = _DoneIndex(done if spec.resume and not spec.force else None)
         self.retry_index = _DoneIndex(done) if spec.retry_failed_only else None
         self.extension = EXTENSIONS[spec.output.format]
@@ -135,7 +137,7 @@ class ProbeStage:
                        bit_depth=decoded.bit_depth, notes="; ".join(decoded.metadata.notes) or None)
             row["route"], row["route_reason"] = self._route(row, pixels)
             row["model"] = self.spec.route_spec(row["route"]).model
-            row["settings_hash"] = self.spec.settings_hash(row["route"])
+            row["settings_hash"] = self._settings_hash(row["route"])
             row["output_uri"] = self._output_uri(row)
         except Exception as error:  # noqa: BLE001 - every failure becomes this item's error row
             return fail(row, "read", error)
@@ -159,11 +161,15 @@ class ProbeStage:
                        duration_s=float((info.end_pts - info.first_pts) * info.time_base))
             row["route"], row["route_reason"] = self._route(row, first_frame_rgb(row["input_uri"]))
             row["model"] = self.spec.route_spec(row["route"]).model
-            row["settings_hash"] = self.spec.settings_hash(row["route"])
+            row["settings_hash"] = self._settings_hash(row["route"])
             row["output_uri"] = self._output_uri(row)
         except Exception as error:  # noqa: BLE001
             return fail(row, "read", error)
         return self._decide(row, None)
+
+    def _settings_hash(self, route: str) -> str:
+        digests = {model: self.chain_digests.get(model) for model in self.spec.chain_models(route)}
+        return self.spec.settings_hash(route, digests)
 
     def _output_uri(self, row: Row) -> str:
         """Images get the output format's extension; videos keep their container's."""
@@ -188,7 +194,7 @@ class ProbeStage:
                 or last.get("input_version") != version or last.get("input_size") != row.get("listed_size")):
             return False
         route = (self._route_override(row["relative"]) or (last["route"], ""))[0]
-        if route != last["route"] or last["settings_hash"] != self.spec.settings_hash(route) \
+        if route != last["route"] or last["settings_hash"] != self._settings_hash(route) \
                 or last["weights_sha256"] != self.weights_sha256.get(route):
             return False
         try:

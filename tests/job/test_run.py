@@ -140,3 +140,33 @@ def test_a_row_removed_behind_raysrs_back_is_redone(ray_cluster, tmp_path, photo
         part.unlink()  # the record of the first run is gone
     again = run_job(spec, progress=False)
     assert again.counts["skipped"] == 0 and again.counts["ok"] + again.counts["flagged"] == 2
+
+
+def test_an_ensemble_route_blends_members_from_their_own_pools(ray_cluster, tmp_path, photo, save_state):
+    root = tmp_path / "in"
+    for index in range(3):
+        _png(root / f"p{index}.png", photo[index * 50: index * 50 + 32, 100:140])
+    main = str(save_state(compact_state(seed=1), name="main.pth"))
+    spec = _spec(root, tmp_path / "out", main, engine={"precision": "fp32"}, stages={"color": "none"},
+                 routes={"photo": {"model": main, "ensemble": [{"model": "bicubic", "weight": 0.4}]}},
+                 route_overrides=[{"glob": "*", "route": "photo"}])
+    report = run_job(spec, progress=False)
+    assert report.counts["ok"] + report.counts["flagged"] == 3
+    import json
+
+    from raysr.engine import EngineOptions, Upscaler
+    from raysr.models.load import load_model
+    from raysr.stages.ensemble import blend
+
+    rows = _latest(spec)
+    parts = json.loads(rows["p0.png"]["ensemble"])
+    assert [(part["model"], part["weight"]) for part in parts] == [(main, 0.6), ("bicubic", 0.4)]
+    assert parts[0]["weights_sha256"] == rows["p0.png"]["weights_sha256"]
+    source = cv2.cvtColor(cv2.imread(str(root / "p0.png")), cv2.COLOR_BGR2RGB)
+    options = EngineOptions(precision="fp32")
+    expected = blend([Upscaler(load_model(main), options).upscale(source).image,
+                      Upscaler(load_model("bicubic"), options).upscale(source).image], [0.6, 0.4])
+    written = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "p0.png")), cv2.COLOR_BGR2RGB)
+    assert psnr(written, expected) > 50
+    again = run_job(spec, progress=False)
+    assert again.counts["skipped"] == 3

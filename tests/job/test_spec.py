@@ -24,6 +24,10 @@ def test_defaults_live_in_the_spec():
         ({"routes": {"cartoon": {"model": "x"}}}, "routes.cartoon"),
         ({"resources": {"actors_per_model": 0}}, "resources.actors_per_model"),
         ({"name": "bad name/"}, "name"),
+        ({"routes": {"photo": {"model": "a", "ensemble": [{"model": "b", "weight": 0.6}, {"model": "c", "weight": 0.4}]}}},
+         "ensemble weights sum to 1"),
+        ({"faces": {"fidelity": 2}}, "faces.fidelity"),
+        ({"diffusion": {"steps": 0}}, "diffusion.steps"),
     ],
 )
 def test_bad_specs_name_the_key(patch, key):
@@ -57,3 +61,25 @@ def test_repo_job_specs_are_valid():
     assert jobs, "jobs/ holds example specs"
     for job in jobs:
         load_spec(job)
+
+
+def test_ensembles_blend_weights_and_hash():
+    spec = parse_spec({**MINIMAL, "routes": {"photo": {"model": "a", "ensemble": [{"model": "b", "weight": 0.25}]}}})
+    assert spec.route_spec("photo").blend_weights() == [("a", 0.75), ("b", 0.25)]
+    assert spec.chain_models("photo") == ["b"] and spec.chain_models("anime") == []
+    plain = parse_spec({**MINIMAL, "routes": {"photo": {"model": "a"}}})
+    assert spec.settings_hash("photo") != plain.settings_hash("photo")
+    # a new weights file under a member's name redoes the route's items
+    assert spec.settings_hash("photo", {"b": "sha-1"}) != spec.settings_hash("photo", {"b": "sha-2"})
+
+
+def test_faces_route_exists_only_when_faces_are_on():
+    assert "faces" not in parse_spec(MINIMAL).active_routes()
+    spec = parse_spec({**MINIMAL, "faces": {"model": "GFPGANv1.3"}})
+    assert spec.active_routes() == ("photo", "anime", "faces")
+    assert spec.route_spec("faces").face_model == "GFPGANv1.3"
+    assert spec.route_spec("faces").model == spec.model and spec.route_spec("photo").face_model is None
+    assert spec.chain_models("faces") == ["GFPGANv1.3"]
+    stricter = parse_spec({**MINIMAL, "faces": {"model": "GFPGANv1.3", "identity_threshold": 0.8}})
+    assert spec.settings_hash("faces") != stricter.settings_hash("faces")
+    assert spec.settings_hash("photo") == stricter.settings_hash("photo")
