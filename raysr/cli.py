@@ -53,12 +53,14 @@ def _cmd_weights_list(args: argparse.Namespace) -> int:
     from raysr.models.registry import REGISTRY
     from raysr.weights.resolve import cached_file
 
-    print(f"{'name':28} {'arch':10} {'x':>2} {'purpose':9} {'cached':9} {'MB':>7}  license")
+    name_w = max(len(name) for name in REGISTRY)
+    arch_w = max(len(spec.arch) for spec in REGISTRY.values())
+    print(f"{'name':{name_w}} {'arch':{arch_w}} {'x':>2} {'purpose':9} {'cached':6} {'MB':>7}  license")
     for spec in REGISTRY.values():
-        path = None if spec.is_classical else cached_file(spec, args.weights_dir)
+        path = None if spec.is_classical or spec.arch == "diffusers" else cached_file(spec, args.weights_dir)
         state = "-" if spec.is_classical else ("yes" if path else "no")
         size = f"{path.stat().st_size / 1e6:7.1f}" if path else f"{'':7}"
-        print(f"{spec.name:28} {spec.arch:10} {spec.scale:>2} {spec.purpose:9} {state:9} {size}  {spec.license}")
+        print(f"{spec.name:{name_w}} {spec.arch:{arch_w}} {spec.scale:>2} {spec.purpose:9} {state:6} {size}  {spec.license}")
     return 0
 
 
@@ -200,6 +202,15 @@ def _cmd_manifest_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from raysr.report import write_report
+
+    given = {key: getattr(args, key) for key in ("sample", "thumb_px", "crop_px") if getattr(args, key) is not None}
+    path = write_report(args.path, args.out, **given)  # defaults live in write_report's signature
+    print(f"report written to {path}")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from raysr.bench import bench_engine, bench_video_path, print_results
 
@@ -290,6 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
     summary = manifest_commands.add_parser("summary", help="counts, throughput, failures, slowest items")
     summary.add_argument("path", help="manifest folder or s3:// prefix")
     summary.set_defaults(func=_cmd_manifest_summary)
+
+    report = commands.add_parser("report", help="one self-contained HTML report of a job's manifest")
+    report.add_argument("path", help="manifest folder or s3:// prefix")
+    report.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write")
+    report.add_argument("--sample", type=int, help="items to show before/after")
+    report.add_argument("--thumb-px", type=int, help="thumbnail long side in px")
+    report.add_argument("--crop-px", type=int, help="side of the 1:1 before/after crops in px")
+    report.set_defaults(func=_cmd_report)
 
     bench = commands.add_parser("bench", help="speed figures for this machine")
     bench.add_argument("what", choices=["engine", "video"], help="what to measure")

@@ -44,6 +44,7 @@ SCHEMA = pa.schema(
         ("fps", pa.float64()),
         ("duration_s", pa.float64()),
         ("segments", pa.int32()),
+        ("segment_index", pa.int32()),  # set on a video's per-segment rows (resume, per-segment timing)
         ("codec", pa.string()),
         ("route", pa.string()),
         ("route_reason", pa.string()),
@@ -183,8 +184,16 @@ def read_manifest(uri: str) -> pa.Table:
     )
 
 
+def item_rows(table: pa.Table) -> pa.Table:
+    """The rows that describe whole items (a video's per-segment rows left out)."""
+    if table.num_rows == 0 or "segment_index" not in table.column_names:
+        return table
+    return table.filter(pc.is_null(table.column("segment_index")))
+
+
 def latest_rows(table: pa.Table) -> pa.Table:
-    """The most recent row of each item (by ``finished_at``)."""
+    """The most recent row of each item (by ``finished_at``); per-segment rows are not items."""
+    table = item_rows(table)
     if table.num_rows == 0:
         return table
     order = pc.sort_indices(table, sort_keys=[("item_id", "ascending"), ("finished_at", "descending")])
@@ -203,6 +212,7 @@ def latest_outcomes(table: pa.Table) -> pa.Table:
 
 def summarize(table: pa.Table, slowest: int = 5) -> dict:
     """Counts, throughput, failures and slowest items of the latest run in ``table``."""
+    table = item_rows(table)
     if table.num_rows == 0:
         return {"rows": 0}
     runs = table.group_by("run_id").aggregate([("finished_at", "max")]).sort_by([("finished_at_max", "descending")])

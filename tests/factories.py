@@ -69,3 +69,18 @@ def as_dtype(image_u8, dtype):
     if dtype == np.uint16:
         return image_u8.astype(np.uint16) * 257
     return image_u8.astype(np.float32) / 255
+
+
+def random_gfpgan_state() -> dict[str, torch.Tensor]:
+    """A GFPGANv1Clean state dict with the official v1.3/v1.4 hyper-parameters, random values.
+
+    The module is built on the meta device (no 10 s weight init) and given
+    small random tensors: the net really runs, its faces are noise."""
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    with torch.device("meta"):
+        module = GFPGAN(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
+                        fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
+                        sft_half=True)
+    generator = torch.Generator().manual_seed(0)
+    return {key: torch.randn(value.shape, generator=generator) * 0.05 for key, value in module.state_dict().items()}

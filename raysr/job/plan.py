@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 import ray.data
 
@@ -93,6 +94,14 @@ def cluster_gpus() -> float:
 
 def _blocks(table: pa.Table) -> list[pa.Table]:
     rows_per_block = max(_ROWS_PER_BLOCK, math.ceil(table.num_rows / 2000))
+    if "segment_index" in table.column_names:
+        # A video segment is minutes of model time: one block each, so one film's
+        # segments spread over every actor instead of queueing behind one.
+        is_segment = pc.is_valid(table.column("segment_index"))
+        segments = table.filter(is_segment)
+        images = table.filter(pc.invert(is_segment))
+        return [segments.slice(index, 1) for index in range(segments.num_rows)] + [
+            images.slice(start, rows_per_block) for start in range(0, images.num_rows, rows_per_block)]
     return [table.slice(start, rows_per_block) for start in range(0, max(table.num_rows, 1), rows_per_block)]
 
 
@@ -164,7 +173,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         check_chain([ReadBytesStage(), UpscaleStage, *ensemble_stages, *face_stages, *post],
                     (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
         branch = ray.data.from_arrow(_blocks(table)).map_batches(
-            ReadBytesStage(), batch_size=_ROWS_PER_BLOCK, num_cpus=resources.read_cpus, batch_format="pyarrow",
+            ReadBytesStage(), batch_size=None, num_cpus=resources.read_cpus, batch_format="pyarrow",
             runtime_env=worker_env,
         )
         branch = _in_actor_pool(branch, UpscaleStage, {

@@ -18,10 +18,12 @@ import pyarrow.compute as pc
 
 from raysr.job.lease import Lease
 from raysr.job.spec import JobSpec
+from raysr.job.videos import VideoJoins
 from raysr.manifest import ManifestWriter, latest_outcomes, read_manifest
 from raysr.models.registry import get_spec, is_registered
 from raysr.sinks.write import colliding_outputs
 from raysr.sources.listing import list_local
+from raysr.stages._batch import batch_of
 from raysr.stages.write import finish
 from raysr.weights.resolve import resolve_weights
 
@@ -202,21 +204,28 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
 
     def emit(rows: list[dict]) -> None:
         lease.renew()
-        writer.append(rows)
-        written.update(row["item_id"] for row in rows)
-        tracker.add([row["status"] for row in rows])
+        items = [row for row in rows if row.get("segment_index") is None]
+        writer.append(rows)  # a video's segment rows are recorded too, but are not items
+        written.update(row["item_id"] for row in items)
+        tracker.add([row["status"] for row in items])
 
+    videos = VideoJoins(spec)
     pending_by_route: dict[str, pa.Table] = {}
     if probed is not None:
         probed = _refuse_output_collisions(probed)
         is_pending = pc.is_null(probed.column("status"))
         emit([finish(row) for row in probed.filter(pc.invert(is_pending)).to_pylist()])
-        pending = probed.filter(is_pending)
+        to_process, joined = videos.expand(probed.filter(is_pending).to_pylist())
+        emit([finish(row) for row in joined])
         for route in spec.active_routes():
-            pending_by_route[route] = pending.filter(pc.equal(pending.column("route"), route))
+            rows = [row for row in to_process if row["route"] == route]
+            pending_by_route[route] = batch_of(rows) if rows else pa.table({})
     for batch in plan.process(pending_by_route, spec):
-        emit(batch.to_pylist())
+        rows = batch.to_pylist()
+        joined = [videos.take(row) for row in rows if row.get("segment_index") is not None]
+        emit(rows + [finish(row) for row in joined if row is not None])
         writer.flush()
+    emit([finish(row) for row in videos.unfinished()])
     writer.flush()
     tracker.close()
 

@@ -112,7 +112,7 @@ class FacesSpec(_Strict):
     """
 
     model: str = "GFPGANv1.4"
-    detector: Literal["haar", "retinaface"] = "haar"
+    detector: Literal["cascade", "retinaface"] = "cascade"  # cascade: offline LBP cascade (raysr/faces/detect.py)
     fidelity: float = Field(default=0.5, ge=0, le=1)  # 0: fully restored face; 1: the background model's face
     only_center_face: bool = False
     min_face_px: int = Field(default=24, ge=8)  # input px; smaller faces keep the background model's pixels

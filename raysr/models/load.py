@@ -76,7 +76,25 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return canonicalize_state_dict(state)
 
 
+def _install_extra_arches() -> None:
+    """Let spandrel also detect the architectures of ``spandrel_extra_arches`` (CodeFormer, …),
+    when ``raysr[extra-arches]`` is installed; their licenses are in the registry."""
+    global _EXTRA_ARCHES_TRIED
+    if _EXTRA_ARCHES_TRIED:
+        return
+    _EXTRA_ARCHES_TRIED = True
+    try:
+        import spandrel_extra_arches
+    except ImportError:
+        return
+    spandrel_extra_arches.install(ignore_duplicates=True)
+
+
+_EXTRA_ARCHES_TRIED = False
+
+
 def _describe(state: dict[str, torch.Tensor], origin: str) -> ImageModelDescriptor:
+    _install_extra_arches()
     try:
         descriptor = ModelLoader().load_from_state_dict(state)
     except UnsupportedModelError:

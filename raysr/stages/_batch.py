@@ -32,6 +32,9 @@ TRANSIENT_SCHEMA = pa.schema([
     ("pixels_shape", pa.list_(pa.int64())),
     ("pixels_dtype", pa.string()),
     ("ensemble_pixels", pa.list_(pa.large_binary())),  # outputs of a route's ensemble members
+    ("video_plan", pa.binary()),  # pickled list[Segment], probe → driver
+    ("video_segment", pa.binary()),  # pickled Segment, driver → the actor that encodes it
+    ("segment_dir", pa.string()),  # the video's SegmentStore folder
 ])
 _FIELDS = {field.name: field for schema in (SCHEMA, TRANSIENT_SCHEMA) for field in schema}
 
@@ -82,7 +85,7 @@ def fail(row: Row, stage: str, error: BaseException) -> Row:
         # Not a failure raysr anticipated: keep the exception type and say where to look.
         message = f"unexpected {type(error).__name__} in the {stage} stage: {message} (a raysr bug; please report it with this manifest row)"
     row.update(status="error", error_type=kind, error_stage=stage, error_message=message[:2000])
-    for column in ("data", "pixels", "ensemble_pixels"):
+    for column in ("data", "pixels", "ensemble_pixels", "video_plan", "video_segment"):
         row[column] = None
     return row
 

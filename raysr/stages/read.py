@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import hashlib
+import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -90,7 +91,7 @@ class ProbeStage:
     writes = ("kind", "input_sha256", "input_size", "width", "height", "channels", "bit_depth", "route",
               "route_reason", "model", "settings_hash", "output_uri", "status", "skip_reason",
               "error_type", "error_stage", "error_message", "read_s", "started_at", "notes",
-              "frames_in", "fps", "duration_s", "codec")
+              "frames_in", "fps", "duration_s", "codec", "segments", "video_plan")
 
     def __init__(self, spec: JobSpec, weights_sha256: dict[str, str | None], done: pa.Table | None = None,
                  chain_digests: dict[str, str | None] | None = None) -> None:
@@ -114,7 +115,7 @@ class ProbeStage:
         if guess.kind == "photo" and self.spec.faces is not None and row.get("kind") == "image":
             from raysr.faces import has_faces
 
-            found, reason = has_faces(pixels, self.spec.faces)
+            found, reason = has_faces(pixels, self.spec.faces, self.spec.weights_dir)
             if found:
                 return "faces", f"{guess.reason}; {reason}"
         return guess.kind, guess.reason
@@ -147,14 +148,19 @@ class ProbeStage:
         """Videos: stream-hash the file, probe streams and frames, route on the first frame."""
         row["kind"] = "video"
         try:
-            if row["input_uri"].startswith("s3://"):
-                raise DecodeError("unsupported", f"{row['input_uri']}: videos on S3 are not supported yet; copy them to local or shared storage")
-            from raysr.video import probe_video
+            if row["input_uri"].startswith("s3://") or "://" in self.spec.output.path:
+                raise DecodeError("unsupported", f"{row['input_uri']}: videos from or to S3 are not supported yet; "
+                                  "copy them to local or shared storage and write the job's output there")
             from raysr.video.frames import first_frame_rgb
+            from raysr.video.probe import plan_segments
 
             with timed(row, "read_s"):
                 row["input_size"], row["input_sha256"] = _hash_file(row["input_uri"])
-                info = probe_video(row["input_uri"])
+                plan = plan_segments(row["input_uri"], self.spec.video.segment_seconds)
+                info = plan[0].info
+            # The plan travels to the driver, which sends each segment to an actor. Pickle is safe
+            # here: Ray moves it between raysr's own processes; it is never stored.
+            row.update(segments=len(plan), video_plan=pickle.dumps(plan))
             rate = float(info.average_rate) if info.average_rate else None
             row.update(width=info.width, height=info.height, channels=3, bit_depth=info.bit_depth,
                        frames_in=info.frame_count, fps=rate, codec=info.codec,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 from raysr.engine import EngineOptions, Upscaler
 from raysr.job.spec import DiffusionSpec, VideoSpec
 from raysr.models.load import load_model
@@ -17,7 +19,8 @@ class UpscaleStage:
     reads = ("data", "input_uri")
     writes = ("pixels", "pixels_shape", "pixels_dtype", "model_arch", "weights_sha256", "weights_source",
               "weights_storage", "precision", "precision_fallback_tiles", "tile", "tile_pad", "tile_overlap",
-              "upscale_s", "node_id", "actor_id", "frames_out", "segments", "codec", "notes")
+              "upscale_s", "node_id", "actor_id", "frames_in", "frames_out", "codec", "notes", "output_width",
+              "output_height", "video_segment")
 
     def __init__(self, model: str, engine: EngineOptions, weights_dir: str | None = None,
                  timeout_s: float = 3600.0, video: VideoSpec | None = None,
@@ -46,7 +49,7 @@ class UpscaleStage:
             return row
         row.update(self.provenance, node_id=self.node_id, actor_id=self.actor_id)
         if row.get("kind") == "video":
-            return self._upscale_video(row)
+            return self._upscale_segment(row)
         try:
             with timed(row, "upscale_s"):
                 pixels = decode_input(row).pixels
@@ -58,21 +61,22 @@ class UpscaleStage:
             return fail(row, "upscale", error)
         return row
 
-    def _upscale_video(self, row: Row) -> Row:
-        """Run a whole video through this actor's model; the video package writes,
-        verifies (frames, duration, stream offsets, copied packets) and publishes the file."""
-        from raysr.video import EncodeOptions, upscale_video
+    def _upscale_segment(self, row: Row) -> Row:
+        """Encode one segment of a video into its store; the driver joins the video once
+        every segment is there (:mod:`raysr.job.videos`)."""
+        from raysr.video import EncodeOptions
+        from raysr.video.store import SegmentStore
 
         options = EncodeOptions(codec=self.video.codec, crf=self.video.crf, preset=self.video.preset,
                                 pix_fmt=self.video.pix_fmt)
         try:
+            segment = pickle.loads(row["video_segment"])
             with timed(row, "upscale_s"):
-                result = upscale_video(row["input_uri"], row["output_uri"], lambda frame: self.upscaler.upscale(frame).image,
-                                       options, target_seconds=self.video.segment_seconds)
-            info = result.info
-            row.update(precision=self.upscaler.precision, frames_out=result.frames, segments=result.segments,
-                       output_width=None, output_height=None, notes="; ".join(result.notes) or None,
-                       codec=f"{info.codec}->{self.video.codec}")
+                encoded = SegmentStore(row["segment_dir"]).encode(
+                    row["input_uri"], segment, lambda frame: self.upscaler.upscale(frame).image, options)
+            row.update(precision=self.upscaler.precision, frames_in=segment.frame_count, frames_out=encoded.frames,
+                       codec=f"{segment.info.codec}->{self.video.codec}", output_width=encoded.width,
+                       output_height=encoded.height, video_segment=None)
         except Exception as error:  # noqa: BLE001
             return fail(row, "upscale", error)
         return row

@@ -100,12 +100,31 @@ def upscale_video(
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".raysr-segments-", dir=output.parent))
-    partial = output.with_name(f".{output.name}.partial")
     try:
         encoded = _encode_all(source, segments, upscale_fn, options, work, workers)
-        mark = time.perf_counter()
+        result = finish_video(source, info, encoded, output, format=format, decode_check=decode_check)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return replace(result, plan_s=plan_s, wall_s=time.perf_counter() - started)
+
+
+def finish_video(source: str | os.PathLike[str], info: VideoInfo, encoded: list[EncodedSegment],
+                 output: str | os.PathLike[str], format: str | None = None, decode_check: bool = False) -> VideoResult:
+    """Join encoded segments without re-encoding, verify against the input, publish ``output``.
+
+    The segments may come from different machines (the Ray job encodes them on its
+    actors); the output appears only when verification passed.
+
+    Raises:
+        VideoError: ``join_failed`` or ``verify_failed`` (with the differences listed).
+    """
+    started = time.perf_counter()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.partial")
+    try:
         join = join_segments(source, encoded, partial, format=format or _format_for(output))
-        join_s = time.perf_counter() - mark
+        join_s = time.perf_counter() - started
         mark = time.perf_counter()
         check = verify_video(source, info, join, decode=decode_check)
         verify_s = time.perf_counter() - mark
@@ -115,12 +134,11 @@ def upscale_video(
                              "with the file's `ffprobe` output", source)
         os.replace(partial, output)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
         partial.unlink(missing_ok=True)
     join = replace(join, output=str(output))
     return VideoResult(
-        output=str(output), info=info, segments=len(segments), join=join, check=check,
-        notes=_notes(info, encoded, join, check), plan_s=plan_s,
+        output=str(output), info=info, segments=len(encoded), join=join, check=check,
+        notes=_notes(info, encoded, join, check), plan_s=0.0,
         decode_s=sum(e.decode_s for e in encoded), upscale_s=sum(e.upscale_s for e in encoded),
         encode_s=sum(e.encode_s for e in encoded), join_s=join_s, verify_s=verify_s,
         wall_s=time.perf_counter() - started,

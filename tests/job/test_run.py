@@ -170,3 +170,32 @@ def test_an_ensemble_route_blends_members_from_their_own_pools(ray_cluster, tmp_
     assert psnr(written, expected) > 50
     again = run_job(spec, progress=False)
     assert again.counts["skipped"] == 3
+
+
+def test_photos_with_faces_take_the_faces_route_and_restore_in_their_own_pool(ray_cluster, tmp_path, save_state):
+    import json
+
+    import torch
+    from skimage import data
+
+    from factories import random_gfpgan_state
+
+    root = tmp_path / "in"
+    _png(root / "portrait.png", cv2.resize(data.astronaut()[:320, 96:416], (160, 160), interpolation=cv2.INTER_AREA))
+    _png(root / "cup.png", cv2.resize(data.coffee(), (150, 100), interpolation=cv2.INTER_AREA))
+    face_model = tmp_path / "GFPGAN-random.pth"
+    torch.save({"params_ema": random_gfpgan_state()}, face_model)
+    spec = _spec(root, tmp_path / "out", "bicubic", engine={"precision": "fp32"},
+                 faces={"model": str(face_model), "min_face_px": 16})
+    report = run_job(spec, progress=False)
+    assert report.counts["ok"] + report.counts["flagged"] == 2, report
+    rows = _latest(spec)
+    portrait, cup = rows["portrait.png"], rows["cup.png"]
+    assert portrait["route"] == "faces" and "face(s) found" in portrait["route_reason"]
+    assert cup["route"] == "photo" and cup["face_count"] is None and cup["face_model"] is None
+    assert portrait["face_model"] == str(face_model) and portrait["face_count"] >= 1
+    records = json.loads(portrait["faces"])
+    assert records[0]["action"] in ("restored", "blended") and len(records[0]["box"]) == 4
+    assert portrait["faces_s"] > 0 and portrait["model"] == "bicubic"
+    written = cv2.imread(str(tmp_path / "out" / "portrait.png"))
+    assert written.shape == (640, 640, 3)

@@ -5,8 +5,10 @@ import hashlib
 import av
 import cv2
 import numpy as np
+import pytest
 
 from clips import write_clip
+from factories import compact_state
 from raysr.job.run import run_job
 from raysr.job.spec import parse_spec
 from raysr.manifest import latest_rows, read_manifest
@@ -46,3 +48,100 @@ def test_videos_and_images_in_one_job(ray_cluster, tmp_path, photo):
 
     again = run_job(spec, progress=False)
     assert again.counts["skipped"] == 2
+
+
+def _frames(path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(container.streams.video[0])]
+
+
+def _reference(source, tmp_path, segment_seconds):
+    """The same video through the one-machine path: what the segment-parallel job must equal."""
+    from raysr.engine import EngineOptions, Upscaler
+    from raysr.models.load import load_model
+    from raysr.video import EncodeOptions, upscale_video
+
+    upscaler = Upscaler(load_model("bicubic"), EngineOptions())
+    output = tmp_path / "reference.mkv"
+    upscale_video(source, output, lambda rgb: upscaler.upscale(rgb).image, EncodeOptions(codec="ffv1"),
+                  target_seconds=segment_seconds)
+    return _frames(output)
+
+
+def _film_spec(root, tmp_path, actors=2):
+    return parse_spec({"name": "film", "inputs": [str(root)], "output": {"path": str(tmp_path / "out")},
+                       "model": "bicubic", "resources": {"actors_per_model": actors},
+                       "video": {"codec": "ffv1", "segment_seconds": 0.25}})
+
+
+def test_segment_parallel_output_equals_the_sequential_path(ray_cluster, tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    write_clip(root / "film.mkv", frames=48, size=(40, 24), fps=24, gop=6, audio="aac")
+    spec = _film_spec(root, tmp_path)
+    report = run_job(spec, progress=False)
+    assert report.counts["ok"] + report.counts["flagged"] == 1 and not report.missing
+
+    table = read_manifest(spec.manifest_uri)
+    segment_rows = [row for row in table.to_pylist() if row["segment_index"] is not None]
+    film = latest_rows(table).to_pylist()[0]
+    assert film["segments"] == len(segment_rows) == 8 and film["frames_out"] == 48
+    assert sorted(row["segment_index"] for row in segment_rows) == list(range(8))
+    assert sum(row["frames_out"] for row in segment_rows) == 48
+    output = tmp_path / "out" / "film.mkv"
+    assert all(np.array_equal(got, want) for got, want in zip(_frames(output), _reference(root / "film.mkv", tmp_path, 0.25), strict=True))
+    assert _audio_hashes(output) == _audio_hashes(root / "film.mkv")
+    assert not any((tmp_path / "out" / "_raysr" / "segments").glob("*")), "the segment store is dropped after the join"
+
+
+def test_one_films_segments_spread_over_the_actors(ray_cluster, tmp_path, monkeypatch, save_state):
+    import ray.data
+
+    # Let both actors start before work is handed out, so the test sees how the work is split,
+    # not which actor happened to start first.
+    monkeypatch.setattr(ray.data.DataContext.get_current(), "wait_for_min_actors_s", 120)
+    root = tmp_path / "in"
+    root.mkdir()
+    write_clip(root / "film.mkv", frames=24, size=(96, 64), fps=24, gop=4, audio=None)
+    model = str(save_state(compact_state(num_conv=8, num_feat=64)))  # ~0.1 s a segment: the actors overlap
+    spec = parse_spec({"name": "film", "inputs": [str(root)], "output": {"path": str(tmp_path / "out")},
+                       "model": model, "engine": {"precision": "fp32"}, "resources": {"actors_per_model": 2},
+                       "video": {"codec": "ffv1", "segment_seconds": 0.1}})
+    run_job(spec, progress=False)
+    segment_rows = [row for row in read_manifest(spec.manifest_uri).to_pylist() if row["segment_index"] is not None]
+    assert len(segment_rows) == 6 and all(row["status"] == "ok" for row in segment_rows)
+    assert len({row["actor_id"] for row in segment_rows}) == 2, "both actors encode segments of the one film"
+
+
+class _DriverKilled(BaseException):
+    """Stands in for the driver dying after the actors encoded every segment, before the join."""
+
+
+def test_a_rerun_encodes_only_the_segments_that_are_missing(ray_cluster, tmp_path, monkeypatch):
+    import raysr.video.pipeline
+
+    root = tmp_path / "in"
+    root.mkdir()
+    write_clip(root / "film.mkv", frames=36, size=(40, 24), fps=24, gop=6, audio="aac")
+    spec = _film_spec(root, tmp_path, actors=1)
+
+    def killed(*args, **kwargs):
+        raise _DriverKilled
+
+    with monkeypatch.context() as patch:
+        patch.setattr(raysr.video.pipeline, "finish_video", killed)
+        with pytest.raises(_DriverKilled):
+            run_job(spec, progress=False)
+    stores = list((tmp_path / "out" / "_raysr" / "segments").iterdir())
+    assert len(stores) == 1 and len(list(stores[0].glob("*.nut"))) == 6
+    for leftover in stores[0].glob("00002.*"):  # as if segment 2 had not finished
+        leftover.unlink()
+
+    report = run_job(spec, progress=False)
+    assert report.counts["ok"] + report.counts["flagged"] == 1
+    rerun = read_manifest(spec.manifest_uri).to_pylist()
+    latest_run = max(rerun, key=lambda row: row["finished_at"])["run_id"]
+    redone = [row["segment_index"] for row in rerun if row["run_id"] == latest_run and row["segment_index"] is not None]
+    assert redone == [2]
+    assert all(np.array_equal(got, want) for got, want in
+               zip(_frames(tmp_path / "out" / "film.mkv"), _reference(root / "film.mkv", tmp_path, 0.25), strict=True))

@@ -1,0 +1,139 @@
+"""Videos in a job: one row per segment to the actors, one join per video on the driver.
+
+The probe plans each video's segments (cut at keyframes). :meth:`VideoJoins.expand`
+turns a pending video row into one row per segment still to encode, so one film's
+segments spread over every actor of its route (on every node); segments already
+in the video's :class:`~raysr.video.store.SegmentStore` from an earlier, killed run
+are not sent again. As segment rows come back, :meth:`VideoJoins.take` records
+them; when a video's last segment is in, it joins the segments without
+re-encoding, verifies the result against the input and publishes it
+(:func:`raysr.video.pipeline.finish_video`), and returns the video's row.
+
+Segment rows go into the manifest too (``segment_index`` set, same ``item_id``):
+per-segment node, actor, seconds and errors. Manifest readers skip them when
+they count items (:func:`raysr.manifest.item_rows`).
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+
+from raysr.job.spec import JobSpec
+from raysr.stages._batch import Row, fail
+from raysr.storage import size_of
+from raysr.video.probe import Segment
+from raysr.video.segment import EncodedSegment
+from raysr.video.store import SegmentStore
+
+
+def segment_folder(spec: JobSpec, row: Row) -> str:
+    """Where a video's encoded segments wait for the join: beside the outputs, one folder per
+    (item, input content, settings), so a changed file or setting never reuses old segments."""
+    return (f"{spec.output.path.rstrip('/')}/_raysr/segments/"
+            f"{row['item_id']}-{row['input_sha256'][:12]}-{row['settings_hash']}")
+
+
+@dataclass
+class _Video:
+    row: Row
+    segments: list[Segment]
+    store: SegmentStore
+    encoded: dict[int, EncodedSegment] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.encoded) + len(self.errors) == len(self.segments)
+
+
+class VideoJoins:
+    """Driver-side bookkeeping of the videos in flight. Construct once per run."""
+
+    def __init__(self, spec: JobSpec) -> None:
+        self.spec = spec
+        self.videos: dict[str, _Video] = {}
+
+    def expand(self, rows: list[Row]) -> tuple[list[Row], list[Row]]:
+        """Pending rows → (rows for the actors, finished video rows).
+
+        Image rows pass through; a video row becomes one row per segment not yet in its
+        store. A video whose segments are all stored already is joined right here.
+        """
+        to_process, finished = [], []
+        for row in rows:
+            if row.get("kind") != "video":
+                to_process.append(row)
+                continue
+            segments: list[Segment] = pickle.loads(row.pop("video_plan"))
+            video = _Video({**row, "video_plan": None}, segments, SegmentStore(segment_folder(self.spec, row)))
+            self.videos[row["item_id"]] = video
+            for segment in segments:
+                stored = video.store.load(segment)
+                if stored is not None:
+                    video.encoded[segment.index] = stored
+                    continue
+                to_process.append({**row, "segment_index": segment.index, "video_segment": pickle.dumps(segment),
+                                   "segment_dir": str(video.store.folder), "frames_in": segment.frame_count,
+                                   "video_plan": None})
+            if video.complete:
+                finished.append(self._join(row["item_id"]))
+        return to_process, finished
+
+    def take(self, row: Row) -> Row | None:
+        """Record a finished segment row; the video's own row once its last segment is in."""
+        video = self.videos.get(row["item_id"])
+        if video is None:
+            return None
+        index = row["segment_index"]
+        for column in ("read_s", "upscale_s"):
+            video.seconds[column] = video.seconds.get(column, 0.0) + (row.get(column) or 0.0)
+        if row["status"] == "error":
+            video.errors[index] = f"segment {index}: {row['error_message']}"
+        else:
+            stored = video.store.load(video.segments[index])
+            if stored is None:
+                video.errors[index] = f"segment {index}: its encoded file is missing from {video.store.folder}"
+            else:
+                video.encoded[index] = stored
+                video.row.update(precision=row.get("precision"), model_arch=row.get("model_arch"),
+                                 weights_sha256=row.get("weights_sha256"), weights_source=row.get("weights_source"),
+                                 weights_storage=row.get("weights_storage"), node_id=row.get("node_id"),
+                                 actor_id=row.get("actor_id"))
+        return self._join(row["item_id"]) if video.complete else None
+
+    def unfinished(self) -> list[Row]:
+        """Rows for videos whose segments never all came back (the run was cut short)."""
+        return [self._fail(item_id, RuntimeError("not every segment came back from the actors; re-run the job "
+                                                 "to encode only the missing segments"))
+                for item_id in list(self.videos)]
+
+    def _join(self, item_id: str) -> Row:
+        from raysr.video.pipeline import finish_video
+
+        video = self.videos[item_id]
+        if video.errors:
+            first = min(video.errors)
+            return self._fail(item_id, RuntimeError(
+                f"{len(video.errors)} of {len(video.segments)} segments failed ({video.errors[first]}); "
+                "re-run the job to redo only the failed segments"), stage="upscale")
+        row = video.row
+        try:
+            encoded = [video.encoded[segment.index] for segment in video.segments]
+            result = finish_video(row["input_uri"], video.segments[0].info, encoded, row["output_uri"])
+        except Exception as error:  # noqa: BLE001 - the video fails, the job goes on
+            return self._fail(item_id, error, stage="write")
+        video.store.remove()
+        del self.videos[item_id]
+        row.update(video.seconds, status="ok", frames_out=result.frames, segments=result.segments,
+                   codec=f"{result.info.codec}->{self.spec.video.codec}", output_size=size_of(result.output),
+                   output_width=result.join.width, output_height=result.join.height,
+                   write_s=result.join_s + result.verify_s, notes="; ".join(result.notes) or None)
+        return row
+
+    def _fail(self, item_id: str, error: BaseException, stage: str = "upscale") -> Row:
+        video = self.videos.pop(item_id)
+        row = fail(video.row, stage, error)
+        row.update(video.seconds)
+        return row

@@ -1,0 +1,187 @@
+"""What the report shows, computed from manifest rows: numbers and lists, no HTML.
+
+Two views of one manifest are used. The *state* of the archive is the latest
+row of each item (:func:`raysr.manifest.latest_rows`): status counts, failures,
+metrics, flagged items and the before/after sample. *Timing* (throughput, stage
+seconds, actor load, wall time) describes the latest run only, because mixing
+runs days apart would make items/s and the throughput bins meaningless.
+Everything per item is reduced to bins and quartiles here, so the HTML's size
+does not grow with the number of items.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from raysr.manifest import SCHEMA, STATUSES, item_rows, latest_rows, read_manifest
+
+# `duration_s` is a video's length, not time spent in a stage.
+_NOT_STAGES = ("duration_s",)
+STAGE_COLUMNS: tuple[str, ...] = tuple(
+    field.name for field in SCHEMA
+    if field.name.endswith("_s") and pa.types.is_floating(field.type) and field.name not in _NOT_STAGES
+)
+# Histogram order: the issue's three first, then whichever others carry values.
+METRIC_COLUMNS: tuple[str, ...] = ("lr_psnr", "sharpness", "delta_e", "ref_psnr", "lr_ssim", "ref_ssim")
+# flag_reasons as the metrics stage writes them: "lr_psnr 15.2 < 20; delta_e 14.0 > 12"
+_REASON = re.compile(r"(?P<metric>[a-z_]+) -?[\d.]+(?:e-?\d+)? (?P<op>[<>]) (?P<limit>-?[\d.]+(?:e-?\d+)?)")
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """The manifest's rows cut the ways the report needs them."""
+
+    job_id: str | None
+    run_id: str | None
+    runs: int
+    latest: pa.Table  # latest row per item: the archive's state
+    run: pa.Table  # every row of the latest run: its timing
+
+
+def load(manifest_uri: str) -> ReportData:
+    """Read the manifest at ``manifest_uri`` (local or ``s3://``); an absent one is empty."""
+    table = item_rows(read_manifest(manifest_uri))  # a video's per-segment rows are not items
+    if table.num_rows == 0:
+        return ReportData(None, None, 0, table, table)
+    runs = table.group_by("run_id").aggregate([("finished_at", "max")])
+    runs = runs.sort_by([("finished_at_max", "descending")])
+    run_id = runs.column("run_id")[0].as_py()
+    run = table.filter(pc.equal(table.column("run_id"), run_id))
+    return ReportData(table.column("job_id")[0].as_py(), run_id, runs.num_rows, latest_rows(table), run)
+
+
+def strings(table: pa.Table, column: str) -> list[str | None]:
+    return table.column(column).to_pylist()
+
+
+def floats(table: pa.Table, column: str) -> np.ndarray:
+    """The column's non-null, finite values as float64 (empty if none)."""
+    values = table.column(column).drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
+    return values[np.isfinite(values)]
+
+
+def where(table: pa.Table, column: str, *values: str) -> pa.Table:
+    """Rows whose ``column`` is one of ``values``."""
+    return table.filter(pc.is_in(table.column(column), value_set=pa.array(values, pa.string())))
+
+
+def status_counts(table: pa.Table) -> dict[str, int]:
+    counted = Counter(strings(table, "status"))
+    return {status: counted.get(status, 0) for status in STATUSES}
+
+
+def value_counts(table: pa.Table, column: str) -> dict[str, int]:
+    """How often each value occurs, most common first; nulls as "—"."""
+    counted = Counter("—" if value is None else str(value) for value in strings(table, column))
+    return dict(counted.most_common())
+
+
+def wall_seconds(table: pa.Table) -> float | None:
+    """First start to last finish, in seconds (None without both)."""
+    if table.num_rows == 0:
+        return None
+    start, end = pc.min(table.column("started_at")).as_py(), pc.max(table.column("finished_at")).as_py()
+    return (end - start).total_seconds() if start and end else None
+
+
+def stage_stats(table: pa.Table) -> dict[str, dict[str, float]]:
+    """Per stage with any timing: total, mean and the five numbers of a box plot (seconds)."""
+    stats = {}
+    for column in STAGE_COLUMNS:
+        values = floats(table, column)
+        if values.size:
+            q0, q1, q2, q3, q4 = np.percentile(values, [0, 25, 50, 75, 100])
+            stats[column] = {"total": float(values.sum()), "mean": float(values.mean()), "n": int(values.size),
+                             "min": q0, "q1": q1, "median": q2, "q3": q3, "max": q4}
+    return stats
+
+
+def throughput(table: pa.Table, max_bins: int = 60) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
+    """Items finished per time bin, by status.
+
+    Returns:
+        bin starts (datetime64[us], UTC), counts per status (same length), bin width in seconds.
+    """
+    done = table.filter(pc.is_valid(table.column("finished_at")))
+    if done.num_rows == 0:
+        return np.array([], "datetime64[us]"), {}, 0.0
+    times = done.column("finished_at").cast(pa.timestamp("us")).to_numpy().astype("datetime64[us]")
+    first, last = times.min(), times.max()
+    span_s = max((last - first) / np.timedelta64(1, "s"), 1.0)
+    width_s = _nice_width(span_s / max_bins)
+    edges_count = int(np.ceil(span_s / width_s)) + 1
+    index = ((times - first) / np.timedelta64(1, "us") // (width_s * 1e6)).astype(np.int64)
+    starts = first + (np.arange(edges_count) * width_s * 1e6).astype("timedelta64[us]")
+    by_status = {}
+    for status in STATUSES:
+        mask = np.array([value == status for value in strings(done, "status")])
+        if mask.any():
+            by_status[status] = np.bincount(index[mask], minlength=edges_count)
+    return starts, by_status, width_s
+
+
+def _nice_width(seconds: float) -> float:
+    """The smallest of 1, 2, 5, 10, 15, 30 s, 1, 2, 5, 10, 15, 30 min, 1, 2, 6, 12, 24 h ≥ ``seconds``."""
+    for width in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400):
+        if width >= seconds:
+            return float(width)
+    return float(np.ceil(seconds / 86400) * 86400)
+
+
+def load_by(table: pa.Table, column: str) -> list[tuple[str, int, float]]:
+    """(value of ``column``, items, upscale seconds) for each worker, busiest first."""
+    labels = strings(table, column)
+    seconds = table.column("upscale_s").to_pylist()
+    items: Counter[str] = Counter()
+    busy: Counter[str] = Counter()
+    for label, spent in zip(labels, seconds):
+        if label is None:  # rows that never reached a worker (probe errors, skips)
+            continue
+        items[label] += 1
+        busy[label] += spent or 0.0
+    return sorted(((label, items[label], busy[label]) for label in items), key=lambda entry: -entry[2])
+
+
+def histogram(values: np.ndarray, bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and bin edges; one bin around the value when all values are equal."""
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    return np.histogram(values, bins=bins, range=(low, high))
+
+
+def thresholds(table: pa.Table) -> dict[str, tuple[str, float]]:
+    """Flag thresholds the run used, read back from ``flag_reasons`` (``{"lr_psnr": ("<", 20.0)}``).
+
+    The manifest does not store the job spec; the reasons are the only record of
+    the limits a run applied, so only limits that flagged something are known.
+    """
+    found: dict[str, tuple[str, float]] = {}
+    for reasons in strings(table, "flag_reasons"):
+        for match in _REASON.finditer(reasons or ""):
+            found[match["metric"]] = (match["op"], float(match["limit"]))
+    return found
+
+
+def comparison_sample(table: pa.Table, count: int) -> list[dict]:
+    """Up to ``count`` image rows with an output to compare: the worst flagged first
+    (lowest ``lr_psnr``), then ok items spread evenly through the manifest."""
+    if count <= 0:
+        return []
+    done = where(table, "status", "ok", "flagged")
+    done = done.filter(pc.and_kleene(pc.is_valid(done.column("output_uri")),
+                                     pc.not_equal(pc.fill_null(done.column("kind"), "image"), "video")))
+    flagged = where(done, "status", "flagged").sort_by([("lr_psnr", "ascending"), ("input_uri", "ascending")])
+    chosen = flagged.to_pylist()[: max(count // 2, count - where(done, "status", "ok").num_rows)]
+    ok = where(done, "status", "ok").sort_by([("input_uri", "ascending")]).to_pylist()
+    wanted = count - len(chosen)
+    if ok and wanted > 0:
+        picks = np.unique(np.linspace(0, len(ok) - 1, num=min(wanted, len(ok))).round().astype(int))
+        chosen += [ok[index] for index in picks]
+    return chosen

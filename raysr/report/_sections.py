@@ -1,0 +1,193 @@
+"""One function per report section, each returning safe HTML.
+
+Every string that came from the manifest passes through :func:`text` (HTML
+escape): input names, error messages and actor ids are user data, and a file
+may well be called ``<script>alert(1)</script>.png``.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from raysr.report import _data, _images
+
+FAILURE_COLUMNS = ("input_uri", "error_stage", "error_type", "error_message")
+_MAX_TABLE_ROWS = 500  # beyond this a table is a wall; the manifest itself has every row
+
+
+def text(value: object) -> str:
+    """Escaped text; ``None`` as an em dash."""
+    return "—" if value is None else html.escape(str(value))
+
+
+def number(value: float | int | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "—"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.{digits}f}"
+
+
+def none(what: str) -> str:
+    return f'<p class="none">none: {text(what)}</p>'
+
+
+def section(anchor: str, title: str, body: str) -> str:
+    return f'<section id="{anchor}"><h2>{text(title)}</h2>\n{body}\n</section>'
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], classes: Sequence[str] = (),
+          total: int | None = None) -> str:
+    """A table of already-escaped cells; ``classes`` per column (``num``, ``msg``, ``uri``)."""
+    classes = list(classes) or [""] * len(headers)
+    head = "".join(f"<th>{text(name)}</th>" for name in headers)
+    head = f"<thead><tr>{head}</tr></thead>" if any(headers) else ""
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{kind}">{cell}</td>' for kind, cell in zip(classes, row)) + "</tr>"
+        for row in rows
+    )
+    hidden = (total or 0) - _MAX_TABLE_ROWS
+    more = f'<p class="none">{hidden:,} more rows not shown</p>' if hidden > 0 else ""
+    return f"<table>{head}<tbody>{body}</tbody></table>{more}"
+
+
+def _counts_table(title: str, counts: dict[str, int]) -> str:
+    rows = [(text(value), number(count)) for value, count in counts.items()]
+    return f"<div><h3>{text(title)}</h3>{table((title, 'items'), rows, ('', 'num'))}</div>" if rows else ""
+
+
+def summary(data: _data.ReportData, stats: dict[str, dict[str, float]]) -> str:
+    """Status cards, run facts, counts by route/model/precision/kind, stage seconds."""
+    counts = _data.status_counts(data.latest)
+    cards = [f'<div class="card" data-count="items"><b>{data.latest.num_rows:,}</b>items</div>']
+    cards += [f'<div class="card {status}" data-count="{status}"><b>{count:,}</b>{status}</div>'
+              for status, count in counts.items()]
+    if data.latest.num_rows == 0:
+        return "".join(['<div class="cards">', *cards, "</div>", none("the manifest has no rows")])
+    run_counts = _data.status_counts(data.run)
+    processed = run_counts["ok"] + run_counts["flagged"] + run_counts["error"]
+    wall = _data.wall_seconds(data.run)
+    facts = [
+        ("job", text(data.job_id)), ("runs in manifest", number(data.runs)), ("latest run", text(data.run_id)),
+        ("latest run: rows", number(data.run.num_rows)), ("latest run: processed", number(processed)),
+        ("latest run: wall time (s)", number(wall, 2)),
+        ("latest run: items/s", number(processed / wall if wall else None)),
+    ]
+    stage_rows = [(text(name), number(item["total"]), number(item["mean"]), number(item["n"]))
+                  for name, item in stats.items()]
+    stage_table = table(("stage", "total s", "mean s", "items"), stage_rows, ("", "num", "num", "num"))
+    parts = [
+        '<div class="cards">', *cards, "</div>", '<div class="grid">',
+        f"<div><h3>run</h3>{table(('', ''), facts, ('', 'num'))}</div>",
+        *(_counts_table(title, _data.value_counts(data.latest, column)) for title, column in
+          (("route", "route"), ("model", "model"), ("precision", "precision"), ("kind", "kind"))),
+        f"<div><h3>stage seconds (latest run)</h3>{stage_table}</div>" if stage_rows else "",
+        "</div>",
+    ]
+    return "".join(parts)
+
+
+def figure_or_none(figure_html: str | None, what: str) -> str:
+    return figure_html if figure_html else none(what)
+
+
+def failures(latest: pa.Table) -> str:
+    errors = _data.where(latest, "status", "error").sort_by([("input_uri", "ascending")])
+    if errors.num_rows == 0:
+        return none("no item's latest row is an error")
+    rows = [tuple(text(value) for value in values)
+            for values in zip(*(errors.column(name).to_pylist()[:_MAX_TABLE_ROWS] for name in FAILURE_COLUMNS))]
+    return table(FAILURE_COLUMNS, rows, ("uri", "", "", "msg"), errors.num_rows)
+
+
+def metric_values(latest: pa.Table) -> dict[str, np.ndarray]:
+    """Metrics with at least one value, among items that were measured."""
+    measured = _data.where(latest, "status", "ok", "flagged")
+    found = {name: _data.floats(measured, name) for name in _data.METRIC_COLUMNS}
+    return {name: values for name, values in found.items() if values.size}
+
+
+def flagged(latest: pa.Table) -> str:
+    items = _data.where(latest, "status", "flagged").sort_by([("lr_psnr", "ascending")])
+    if items.num_rows == 0:
+        return none("no item is flagged")
+    columns = ("input_uri", "flag_reasons", "lr_psnr", "sharpness", "delta_e", "model")
+    values = [items.column(name).to_pylist()[:_MAX_TABLE_ROWS] for name in columns]
+    rows = [(text(uri), text(reasons), number(psnr, 2), number(sharp, 2), number(delta, 2), text(model))
+            for uri, reasons, psnr, sharp, delta, model in zip(*values)]
+    return table(columns, rows, ("uri", "msg", "num", "num", "num", ""), items.num_rows)
+
+
+def videos(latest: pa.Table) -> str:
+    items = _data.where(latest, "kind", "video").sort_by([("input_uri", "ascending")])
+    if items.num_rows == 0:
+        return ""
+    columns = ("input_uri", "status", "frames_in", "frames_out", "fps", "duration_s", "segments", "codec")
+    values = [items.column(name).to_pylist()[:_MAX_TABLE_ROWS] for name in columns]
+    rows = [(text(uri), text(status), number(fin), number(fout), number(fps, 2), number(dur, 2), number(seg),
+             text(codec)) for uri, status, fin, fout, fps, dur, seg, codec in zip(*values)]
+    body = table(columns, rows, ("uri", "", "num", "num", "num", "num", "num", ""), items.num_rows)
+    return section("videos", f"Videos ({items.num_rows:,}; no image comparison)", body)
+
+
+def _picture(picture: _images.Picture | None, caption: str, pixelated: bool = False,
+             shown: tuple[int, int] | None = None) -> str:
+    """An ``<img>`` (at ``shown`` CSS px if given, else its own size), or a placeholder and its note."""
+    if picture is None:
+        return ""
+    if picture.uri is None:
+        return (f'<figure><div class="placeholder">image unavailable</div><figcaption>{text(caption)}</figcaption>'
+                f'<p class="note">{text(picture.note)}</p></figure>')
+    width, height = shown or (picture.width, picture.height)
+    style = ' class="px"' if pixelated else ""
+    return (f'<figure><img{style} src="{picture.uri}" width="{width}" height="{height}" '
+            f'alt="{text(caption)}"><figcaption>{text(caption)}</figcaption></figure>')
+
+
+def _slider(comparison: _images.Comparison) -> str:
+    before, after = comparison.before_crop, comparison.after_crop
+    if before is None or after is None:
+        return ""
+    size = f'width="{after.width}" height="{after.height}"'
+    return (f'<figure class="slider"><div class="stack" style="width:{after.width}px;height:{after.height}px">'
+            f'<img class="after" src="{after.uri}" {size} alt="output">'
+            f'<img class="before" src="{before.uri}" {size} alt="input, bicubic">'
+            '<div class="divider"></div></div>'
+            '<input type="range" min="0" max="100" value="50" aria-label="before/after split">'
+            "<figcaption>slider: left input, right output</figcaption></figure>")
+
+
+def comparison(row: dict, thumb_px: int, crop_px: int) -> str:
+    """One sampled item: thumbnails, the 1:1 crops side by side, and the slider."""
+    result = _images.compare(row.get("input_uri"), row.get("output_uri"), thumb_px, crop_px)
+    facts = " · ".join(f"{name} {value}" for name, value in (
+        ("status", text(row.get("status"))), ("model", text(row.get("model"))),
+        ("input", f"{row.get('width')}×{row.get('height')}"),
+        ("output", f"{row.get('output_width')}×{row.get('output_height')}"),
+        ("lr_psnr", number(row.get("lr_psnr"), 2)), ("sharpness", number(row.get("sharpness"), 2)),
+        ("delta_e", number(row.get("delta_e"), 2)),
+    ))
+    reasons = f'<p class="note">{text(row["flag_reasons"])}</p>' if row.get("flag_reasons") else ""
+    # The input thumbnail is drawn as large as the output's, so the two compare at a glance.
+    output_size = (result.output_thumb.width, result.output_thumb.height) if result.output_thumb.uri else None
+    where = (f"crop {result.crop_box[2]}×{result.crop_box[3]} at ({result.crop_box[0]}, {result.crop_box[1]}), 1:1"
+             if result.crop_box else "crop")
+    return (
+        f'<div class="item"><h3 class="status-{text(row.get("status"))}">{text(row.get("input_uri"))}</h3>'
+        f'<div class="facts">{facts}</div>{reasons}<div class="grid">'
+        f"{_picture(result.input_thumb, 'input (nearest)', True, output_size)}"
+        f"{_picture(result.output_thumb, 'output')}"
+        f"{_picture(result.before_crop, 'input, bicubic: ' + where, pixelated=True)}"
+        f"{_picture(result.after_crop, 'output: ' + where, pixelated=True)}"
+        f"{_slider(result)}</div></div>"
+    )
+
+
+def comparisons(latest: pa.Table, sample: int, thumb_px: int, crop_px: int) -> str:
+    rows = _data.comparison_sample(latest, sample)
+    if not rows:
+        return none("no ok or flagged image with an output")
+    return "".join(comparison(row, thumb_px, crop_px) for row in rows)
+
