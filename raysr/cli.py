@@ -49,15 +49,29 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     return 1 if report.failures else 0
 
 
+def _cached(spec, weights_dir) -> Path | None:
+    """The cached file, or for a diffusers model its snapshot's model_index.json."""
+    if spec.arch != "diffusers":
+        from raysr.weights.resolve import cached_file
+
+        return cached_file(spec, weights_dir)
+    from raysr.weights.hub import resolve_snapshot
+    from raysr.weights.resolve import WeightsError
+
+    try:
+        return resolve_snapshot(spec.name, weights_dir).path / "model_index.json"
+    except WeightsError:
+        return None
+
+
 def _cmd_weights_list(args: argparse.Namespace) -> int:
     from raysr.models.registry import REGISTRY
-    from raysr.weights.resolve import cached_file
 
     name_w = max(len(name) for name in REGISTRY)
     arch_w = max(len(spec.arch) for spec in REGISTRY.values())
     print(f"{'name':{name_w}} {'arch':{arch_w}} {'x':>2} {'purpose':9} {'cached':6} {'MB':>7}  license")
     for spec in REGISTRY.values():
-        path = None if spec.is_classical or spec.arch == "diffusers" else cached_file(spec, args.weights_dir)
+        path = None if spec.is_classical else _cached(spec, args.weights_dir)
         state = "-" if spec.is_classical else ("yes" if path else "no")
         size = f"{path.stat().st_size / 1e6:7.1f}" if path else f"{'':7}"
         print(f"{spec.name:{name_w}} {spec.arch:{arch_w}} {spec.scale:>2} {spec.purpose:9} {state:6} {size}  {spec.license}")
@@ -71,7 +85,9 @@ def _cmd_weights_fetch(args: argparse.Namespace) -> int:
     failed = 0
     for name in args.names:
         try:
-            if args.source not in (None, *SOURCES):
+            if _is_diffusers(name):
+                resolved = _fetch_snapshot(name, args.source, args.weights_dir)
+            elif args.source not in (None, *SOURCES):
                 from raysr.weights.resolve import import_file
 
                 resolved = import_file(args.source, name, args.weights_dir)
@@ -86,14 +102,36 @@ def _cmd_weights_fetch(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _is_diffusers(name: str) -> bool:
+    from raysr.models.registry import get_spec, is_registered
+
+    return is_registered(name) and get_spec(name).arch == "diffusers"
+
+
+def _fetch_snapshot(name: str, source: str | None, weights_dir):
+    """A diffusers model: a hub snapshot into the cache (``--source`` a local diffusers folder
+    to import, for clusters without hub access)."""
+    from raysr.weights.hub import fetch_snapshot, import_snapshot, resolve_snapshot
+    from raysr.weights.resolve import WeightsError
+
+    if source and source not in ("cache", "url"):
+        return import_snapshot(source, name, weights_dir).to_resolved_weights()
+    try:
+        return resolve_snapshot(name, weights_dir).to_resolved_weights()
+    except WeightsError:
+        if source == "cache":
+            raise
+    return fetch_snapshot(name, weights_dir).to_resolved_weights()
+
+
 def _cmd_weights_verify(args: argparse.Namespace) -> int:
     from raysr.models.registry import REGISTRY
     from raysr.weights.resolve import verify_cached
 
     bad = 0
     for spec in REGISTRY.values():
-        if spec.is_classical:
-            continue
+        if spec.is_classical or spec.arch == "diffusers":
+            continue  # a snapshot's files are checked against its digest each time it resolves
         status = verify_cached(spec, args.weights_dir)
         if status != "missing":
             print(f"{spec.name}: {status}")

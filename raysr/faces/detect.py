@@ -256,12 +256,7 @@ def make_detector(name: str, weights_dir: str | None = None) -> FaceDetector:
     if name == "cascade":
         return CascadeFaceDetector()
     if name == "retinaface":
-        try:
-            from raysr.faces.retinaface import RetinaFaceDetector
-        except ImportError:
-            raise DetectorError(
-                "faces.detector: retinaface is not available in this raysr build "
-                "(raysr/faces/retinaface.py is missing); set faces.detector: cascade"
-            ) from None
+        from raysr.faces.retinaface import RetinaFaceDetector
+
         return RetinaFaceDetector.from_registry(weights_dir)
     raise DetectorError(f"faces.detector must be 'cascade' or 'retinaface', got {name!r}")

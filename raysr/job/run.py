@@ -98,6 +98,10 @@ def _model_digest(model: str, weights_dir: str | None) -> str | None:
     their sha256; ``None`` for classical resizers."""
     if is_registered(model) and get_spec(model).is_classical:
         return None
+    if is_registered(model) and get_spec(model).arch == "diffusers":
+        from raysr.weights.hub import resolve_snapshot
+
+        return resolve_snapshot(model, weights_dir).sha256
     return resolve_weights(model, weights_dir).sha256
 
 
@@ -107,8 +111,10 @@ def _weights_by_route(spec: JobSpec) -> dict[str, str | None]:
 
 
 def _chain_digests(spec: JobSpec) -> dict[str, str | None]:
-    """model → weights digest for every face restorer and ensemble member of the job."""
+    """model → weights digest for every face restorer, face detector and ensemble member of the job."""
     models = {model for route in spec.active_routes() for model in spec.chain_models(route)}
+    if spec.faces is not None and spec.faces.detector == "retinaface":
+        models.add("retinaface_resnet50")  # into the cache now: the actors' detectors read only the cache
     return {model: _model_digest(model, spec.weights_dir) for model in sorted(models)}
 
 

@@ -147,6 +147,10 @@ def load_model(
             spec = replace(spec, scale=scale)
         return LoadedModel(spec, None, None, "", "classical", True, True)
 
+    if is_registered(model) and get_spec(model).arch == "diffusers":
+        raise ModelLoadError(
+            f"{model} is a diffusers pipeline, not a single network: name it as a route's model in a job "
+            "spec (settings under `diffusion:`); `raysr upscale` runs single-network models only")
     resolved = resolve_weights(model, weights_dir, sources)
     state = read_state_dict(resolved.path)
     weights_sha256 = resolved.sha256

@@ -7,7 +7,39 @@ import pickle
 from raysr.engine import EngineOptions, Upscaler
 from raysr.job.spec import DiffusionSpec, VideoSpec
 from raysr.models.load import load_model
+from raysr.models.registry import get_spec, is_registered
 from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, worker_ids
+
+
+def _network_upscaler(model: str, engine: EngineOptions, weights_dir: str | None) -> tuple[Upscaler, dict]:
+    loaded = load_model(model, weights_dir, denoise_strength=engine.denoise_strength)
+    weights = loaded.weights
+    return Upscaler(loaded, engine), {
+        "model_arch": loaded.arch,
+        "weights_sha256": loaded.weights_sha256 or None,
+        "weights_source": weights.source if weights else None,
+        "weights_storage": weights.storage if weights else None,
+        "tile_pad": engine.tile_pad,
+        "tile_overlap": engine.tile_overlap,
+    }
+
+
+def _diffusion_upscaler(model: str, engine: EngineOptions, weights_dir: str | None,
+                        diffusion: DiffusionSpec | None):
+    """SD x4 through diffusers: tiles, seeds and steps come from the job's ``diffusion`` section."""
+    from raysr.diffusion import DiffusionUpscaler
+
+    diffusion = diffusion or DiffusionSpec()
+    upscaler = DiffusionUpscaler(model, diffusion, weights_dir=weights_dir, precision=engine.precision)
+    weights = upscaler.weights
+    return upscaler, {
+        "model_arch": "diffusers",
+        "weights_sha256": weights.sha256 if weights else None,
+        "weights_source": weights.source if weights else None,
+        "weights_storage": weights.storage if weights else None,
+        "tile_pad": 0,
+        "tile_overlap": diffusion.tile_overlap,
+    }
 
 
 class UpscaleStage:
@@ -25,20 +57,13 @@ class UpscaleStage:
     def __init__(self, model: str, engine: EngineOptions, weights_dir: str | None = None,
                  timeout_s: float = 3600.0, video: VideoSpec | None = None,
                  diffusion: DiffusionSpec | None = None) -> None:
-        self.loaded = load_model(model, weights_dir, denoise_strength=engine.denoise_strength)
-        self.upscaler = Upscaler(self.loaded, engine)
         self.engine = engine
         self.timeout_s = timeout_s
         self.video = video or VideoSpec()
-        weights = self.loaded.weights
-        self.provenance = {
-            "model_arch": self.loaded.arch,
-            "weights_sha256": self.loaded.weights_sha256 or None,
-            "weights_source": weights.source if weights else None,
-            "weights_storage": weights.storage if weights else None,
-            "tile_pad": engine.tile_pad,
-            "tile_overlap": engine.tile_overlap,
-        }
+        if is_registered(model) and get_spec(model).arch == "diffusers":
+            self.upscaler, self.provenance = _diffusion_upscaler(model, engine, weights_dir, diffusion)
+        else:
+            self.upscaler, self.provenance = _network_upscaler(model, engine, weights_dir)
         self.node_id, self.actor_id = worker_ids()
 
     def __call__(self, batch: Batch) -> Batch:

@@ -153,7 +153,7 @@ def _missing(repo_id: str, weights_dir: str | Path | None, looked: list[str]) ->
         f"Fix: on a machine with hub access run `raysr weights fetch {repo_id}` with the same weights dir "
         f"(or `huggingface-cli download {repo_id} --cache-dir {hub_cache_dir(weights_dir)}`), then copy "
         f"{repo} to this machine; or import a local diffusers folder (model_index.json + subfolders) "
-        f"with raysr.weights.hub.import_snapshot."
+        f"with `raysr weights fetch {repo_id} --source FOLDER`."
     )
 
 

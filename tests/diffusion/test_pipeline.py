@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from factories import tiny_diffusion_pipeline as tiny_pipeline
 from raysr.diffusion import SD_X4_UPSCALER, DiffusionUpscaler, load_diffusion_pipeline
 from raysr.diffusion import pipeline as diffusion_pipeline
 from raysr.engine.upscaler import EngineError, EngineTimeoutError
@@ -19,44 +20,6 @@ from raysr.weights.hub import import_snapshot, resolve_snapshot
 
 # guidance 1 skips classifier-free guidance (half the UNet work); one test runs it.
 FAST = {"steps": 2, "tile": 128, "tile_overlap": 32, "guidance_scale": 1.0}
-
-
-def tiny_pipeline():
-    """An SD x4 upscaler with the real component classes and tiny random weights."""
-    from diffusers import (
-        AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(0)
-    # CLIP BPE over printable ASCII, no merges: every character is a token.
-    chars = [chr(code) for code in range(33, 127)]
-    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": len(chars) + i for i, c in enumerate(chars)}
-    vocab |= {"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1}
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-        num_attention_heads=4, max_position_embeddings=16, projection_dim=32,
-        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-        pad_token_id=vocab["<|endoftext|>"],
-    ))
-    unet = UNet2DConditionModel(
-        sample_size=32, in_channels=7, out_channels=4, layers_per_block=1, block_out_channels=(32, 32, 64),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=8, num_class_embeds=1000, norm_num_groups=8,
-    )
-    # Three VAE blocks → two downsamplings → vae_scale_factor 4, as in the real x4 VAE.
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(32, 32, 64), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        norm_num_groups=8, scaling_factor=0.08333,
-    )
-    return StableDiffusionUpscalePipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        low_res_scheduler=DDPMScheduler(), scheduler=DDIMScheduler(prediction_type="v_prediction"),
-        max_noise_level=350,
-    )
 
 
 @pytest.fixture(scope="module")

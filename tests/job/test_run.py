@@ -199,3 +199,25 @@ def test_photos_with_faces_take_the_faces_route_and_restore_in_their_own_pool(ra
     assert portrait["faces_s"] > 0 and portrait["model"] == "bicubic"
     written = cv2.imread(str(tmp_path / "out" / "portrait.png"))
     assert written.shape == (640, 640, 3)
+
+
+def test_a_diffusion_route_runs_sd_x4_from_the_weights_cache(ray_cluster, tmp_path, photo):
+    from factories import tiny_diffusion_pipeline
+    from raysr.cli import main
+    from raysr.weights.hub import resolve_snapshot
+
+    name = "stabilityai/stable-diffusion-x4-upscaler"
+    folder, weights = tmp_path / "tiny-sd-x4", tmp_path / "weights"
+    tiny_diffusion_pipeline().save_pretrained(folder)
+    assert main(["weights", "fetch", name, "--source", str(folder), "--weights-dir", str(weights)]) == 0
+    root = tmp_path / "in"
+    _png(root / "a.png", photo[100:124, 200:232])
+    spec = _spec(root, tmp_path / "out", name, weights_dir=str(weights),
+                 diffusion={"steps": 2, "guidance_scale": 1.0, "seed": 7})
+    report = run_job(spec, progress=False)
+    assert report.counts["ok"] + report.counts["flagged"] == 1, report
+    row = _latest(spec)["a.png"]
+    assert row["model_arch"] == "diffusers" and row["color_method"] == "wavelet"
+    assert row["weights_sha256"] == resolve_snapshot(name, weights).sha256
+    assert (row["output_width"], row["output_height"]) == (128, 96) and row["tile_overlap"] == 32
+    assert run_job(spec, progress=False).counts["skipped"] == 1
