@@ -18,6 +18,7 @@ demo: install
 	$(BIN)/python -m raysr.demo_data demo-in --with-broken
 	$(BIN)/raysr run jobs/demo.yaml
 	$(BIN)/raysr manifest summary demo-out/_raysr/manifest
+	$(BIN)/raysr report demo-out/_raysr/manifest --out demo-out/report.html
 
 test: install browser
 	$(BIN)/python -m pytest -q tests

@@ -43,7 +43,7 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
                        scale=args.scale)
     report = upscale_path(
         args.input, args.output, model, options, fmt=args.format, quality=args.quality,
-        on_error=lambda line: print(f"error: {line}", file=sys.stderr),
+        on_error=lambda line: print(f"error: {line}", file=sys.stderr), temporal_strength=args.temporal_strength,
     )
     print(f"{report.ok} upscaled, {len(report.failures)} failed -> {args.output}")
     return 1 if report.failures else 0
@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     upscale.add_argument("--scale", type=int, help="factor for classical models (bicubic, lanczos, area)")
     upscale.add_argument("--format", default="png", choices=["png", "jpg", "webp", "tiff"])
     upscale.add_argument("--quality", type=int, default=95, help="jpg/webp quality")
+    upscale.add_argument("--temporal-strength", type=float, default=0.0,
+                         help="videos: blend each frame with the flow-warped previous output (0 off … 1)")
     upscale.add_argument("--weights-dir", type=Path)
     _engine_args(upscale)
     upscale.set_defaults(func=_cmd_upscale)

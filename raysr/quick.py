@@ -60,6 +60,7 @@ def upscale_path(
     quality: int = 95,
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
+    temporal_strength: float = 0.0,
 ) -> QuickReport:
     """Upscale one image or video, or every image and video under a folder into a mirrored tree.
 
@@ -68,7 +69,8 @@ def upscale_path(
     sets these for `raysr run`.
 
     A file that cannot be read or upscaled is reported (one line naming it) and
-    skipped; the rest continue.
+    skipped; the rest continue. ``temporal_strength`` > 0 blends each video frame with the
+    flow-warped previous output (:mod:`raysr.video.temporal`).
     """
     input_path, output_path = Path(input_path), Path(output_path)
     targets = _targets(input_path, output_path, EXTENSIONS[fmt])
@@ -82,7 +84,8 @@ def upscale_path(
             if is_video(item.uri):
                 from raysr.video import upscale_video  # PyAV: the `video` extra
 
-                upscale_video(item.uri, target, lambda frame: upscaler.upscale(frame).image)
+                upscale_video(item.uri, target, lambda frame: upscaler.upscale(frame).image,
+                              temporal_strength=temporal_strength)
                 report.ok += 1
                 continue
             decoded = decode_image(Path(item.uri).read_bytes(), item.uri)

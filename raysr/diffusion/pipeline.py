@@ -43,7 +43,7 @@ from raysr.engine.precision import (
     release_cached_memory,
 )
 from raysr.engine.tiling import plan_axis, tiled_forward
-from raysr.engine.upscaler import EngineError, EngineTimeoutError, UpscaleResult
+from raysr.engine.upscaler import EngineError, EngineTimeoutError, UpscaleResult, max_value
 from raysr.imageops._checks import from_float01
 from raysr.imageops.metrics import luminance
 from raysr.imageops.resize import resize
@@ -119,14 +119,6 @@ def _tile_seed(seed: int, index: int) -> int:
     """A 63-bit seed for tile ``index`` of a run seeded with ``seed`` (stable across processes)."""
     digest = hashlib.sha256(f"raysr-diffusion:{seed}:{index}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def _max_value(dtype: np.dtype) -> float:
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.uint16:
-        return 65535.0
-    raise EngineError(f"images must be uint8 or uint16, got {dtype}")
 
 
 class DiffusionUpscaler:
@@ -223,7 +215,7 @@ class DiffusionUpscaler:
         self._deadline = started + timeout_s if timeout_s else None
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
             raise EngineError(f"expected an (H, W[, 1|3|4]) image, got shape {image.shape}")
-        maximum = _max_value(image.dtype)
+        maximum = max_value(image.dtype)
         self._fallback_tiles = 0
         pixels = image[:, :, None] if image.ndim == 2 else image
         color, alpha = (pixels[:, :, :3], pixels[:, :, 3:]) if pixels.shape[2] == 4 else (pixels, None)

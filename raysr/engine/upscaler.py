@@ -66,7 +66,8 @@ class UpscaleResult:
     seconds: float
 
 
-def _max_value(dtype: np.dtype) -> float:
+def max_value(dtype: np.dtype) -> float:
+    """The white level of an integer image dtype (uint8 → 255, uint16 → 65535)."""
     if dtype == np.uint8:
         return 255.0
     if dtype == np.uint16:
@@ -119,7 +120,7 @@ class Upscaler:
         self._deadline = started + timeout_s if timeout_s else None
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
             raise EngineError(f"expected an (H, W[, 1|3|4]) image, got shape {image.shape}")
-        _max_value(image.dtype)
+        max_value(image.dtype)
         scale = self.model.scale
         self._fallback_tiles = 0
         tile_used, retries = 0, 0
@@ -160,14 +161,14 @@ class Upscaler:
             out, tile, retries = self._run_with_backoff(np.repeat(pixels, 3, axis=2))
             weights = np.asarray(_GRAY_WEIGHTS, dtype=np.float32)
             luma = (out.astype(np.float32) @ weights)[:, :, None]
-            return np.clip(np.rint(luma), 0, _max_value(pixels.dtype)).astype(pixels.dtype), tile, retries
+            return np.clip(np.rint(luma), 0, max_value(pixels.dtype)).astype(pixels.dtype), tile, retries
         if self._in_channels == 1 and not gray:
             planes = [self._run_with_backoff(pixels[:, :, c: c + 1]) for c in range(3)]
             return np.concatenate([p[0] for p in planes], axis=2), planes[0][1], planes[0][2]
         return self._run_with_backoff(pixels)
 
     def _upscale_alpha(self, alpha: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-        maximum = _max_value(alpha.dtype)
+        maximum = max_value(alpha.dtype)
         if alpha.min() == maximum:  # fully opaque: nothing to upscale
             return np.full((*size_hw, 1), maximum, dtype=alpha.dtype)
         if self.options.alpha == "classical":
@@ -247,7 +248,7 @@ class Upscaler:
         """(H, W, C) uint → model → (H·s, W·s, C) same dtype, with padding handled."""
         height, width, channels = pixels.shape
         scale = self.model.scale
-        maximum = _max_value(pixels.dtype)
+        maximum = max_value(pixels.dtype)
         tensor = torch.from_numpy(np.require(pixels, requirements=('C', 'W'))).to(self.device)
         tensor = (tensor.permute(2, 0, 1)[None].float() / maximum)
         # Reflect pre-pad, then pad bottom/right up to the size rules of the architecture.

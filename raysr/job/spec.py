@@ -141,6 +141,7 @@ class VideoSpec(_Strict):
     preset: str = "medium"
     pix_fmt: str | None = None  # None: keep the input's bit depth (10-bit stays 10-bit)
     segment_seconds: float = Field(default=10.0, gt=0)
+    temporal_strength: float = Field(default=0.0, ge=0, le=1)  # 0: off; flow-warped previous output blended in
 
 
 class ResourcesSpec(_Strict):

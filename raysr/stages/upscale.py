@@ -98,7 +98,8 @@ class UpscaleStage:
             segment = pickle.loads(row["video_segment"])
             with timed(row, "upscale_s"):
                 encoded = SegmentStore(row["segment_dir"]).encode(
-                    row["input_uri"], segment, lambda frame: self.upscaler.upscale(frame).image, options)
+                    row["input_uri"], segment, lambda frame: self.upscaler.upscale(frame).image, options,
+                    temporal_strength=self.video.temporal_strength)
             row.update(precision=self.upscaler.precision, frames_in=segment.frame_count, frames_out=encoded.frames,
                        codec=f"{segment.info.codec}->{self.video.codec}", output_width=encoded.width,
                        output_height=encoded.height, video_segment=None)

@@ -21,6 +21,7 @@ from raysr.video.join import JoinResult, join_segments
 from raysr.video.options import EncodeOptions
 from raysr.video.probe import Segment, VideoInfo, plan_segments
 from raysr.video.segment import EncodedSegment, UpscaleFn, encode_segment
+from raysr.video.temporal import TEMPORAL_NOTE_PREFIX
 from raysr.video.verify import VideoCheck, verify_video
 
 TEMPORAL_NOTE = "frames upscaled independently (no temporal consistency pass)"
@@ -68,6 +69,7 @@ def upscale_video(
     workers: int = 1,
     format: str | None = None,
     decode_check: bool = False,
+    temporal_strength: float = 0.0,
 ) -> VideoResult:
     """Upscale ``source`` into ``output`` segment by segment, then join and verify.
 
@@ -78,6 +80,9 @@ def upscale_video(
         workers: segments encoded at once in threads (PyAV and torch release the GIL).
         format: output muxer name; ``None`` = from the extension.
         decode_check: also decode the whole output while verifying.
+        temporal_strength: in [0, 1]; above 0 each frame is blended with the flow-warped
+            previous output to reduce flicker (within a segment: each segment's first
+            frame is not blended, so ``workers`` never changes the output).
 
     Raises:
         VideoError: any input, encode or join failure (see ``kind``), and ``verify_failed``
@@ -92,6 +97,8 @@ def upscale_video(
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers!r}")
+    if not 0 <= temporal_strength <= 1:
+        raise ValueError(f"temporal_strength must be in [0, 1] (0 = off), got {temporal_strength!r}")
     options = options or EncodeOptions()
     started = time.perf_counter()
     segments = plan_segments(source, target_seconds)
@@ -101,7 +108,7 @@ def upscale_video(
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".raysr-segments-", dir=output.parent))
     try:
-        encoded = _encode_all(source, segments, upscale_fn, options, work, workers)
+        encoded = _encode_all(source, segments, upscale_fn, options, work, workers, temporal_strength)
         result = finish_video(source, info, encoded, output, format=format, decode_check=decode_check)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -146,9 +153,10 @@ def finish_video(source: str | os.PathLike[str], info: VideoInfo, encoded: list[
 
 
 def _encode_all(source: object, segments: list[Segment], upscale_fn: UpscaleFn, options: EncodeOptions,
-                work: Path, workers: int) -> list[EncodedSegment]:
+                work: Path, workers: int, temporal_strength: float) -> list[EncodedSegment]:
     def one(segment: Segment) -> EncodedSegment:
-        return encode_segment(source, segment, upscale_fn, options, work / f"{segment.index:05d}.nut")
+        return encode_segment(source, segment, upscale_fn, options, work / f"{segment.index:05d}.nut",
+                              temporal_strength)
 
     if workers == 1:
         return [one(segment) for segment in segments]
@@ -167,7 +175,8 @@ def _format_for(output: Path) -> str | None:
 
 
 def _notes(info: VideoInfo, encoded: list[EncodedSegment], join: JoinResult, check: VideoCheck) -> tuple[str, ...]:
-    notes = [TEMPORAL_NOTE, *encoded[0].notes]
+    temporal = [note for note in encoded[0].notes if note.startswith(TEMPORAL_NOTE_PREFIX)]  # when it was on
+    notes = [*(temporal or [TEMPORAL_NOTE]), *(note for note in encoded[0].notes if note not in temporal)]
     notes += [f"stream #{index} dropped: {reason}" for index, reason in sorted(join.dropped.items())]
     if info.skipped_leading_frames:
         notes.append(f"{info.skipped_leading_frames} frames before the first keyframe cannot be decoded; skipped")

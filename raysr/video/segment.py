@@ -25,6 +25,7 @@ from raysr.video.errors import VideoError, decoding
 from raysr.video.frames import FrameConversion, frame_to_rgb, plan_conversion, rgb_to_frame
 from raysr.video.options import EncodeOptions, choose_pix_fmt
 from raysr.video.probe import Segment, VideoInfo
+from raysr.video.temporal import TemporalBlender, temporal_note
 
 UpscaleFn = Callable[[np.ndarray], np.ndarray]
 """(H, W, 3) RGB uint8 (uint16 for >8-bit video, full 0–65535) → (H·s, W·s, 3), same dtype."""
@@ -82,6 +83,7 @@ def encode_segment(
     upscale_fn: UpscaleFn,
     options: EncodeOptions | None = None,
     output: str | os.PathLike[str] | None = None,
+    temporal_strength: float = 0.0,
 ) -> EncodedSegment:
     """Decode ``segment`` of ``source``, upscale every frame with ``upscale_fn``, encode it.
 
@@ -91,6 +93,10 @@ def encode_segment(
         upscale_fn: see :data:`UpscaleFn`; e.g. ``lambda rgb: upscaler.upscale(rgb).image``.
         options: encoder settings; ``None`` = :class:`EncodeOptions` defaults.
         output: path for the NUT file; ``None`` keeps the bytes in memory (``.data``).
+        temporal_strength: in [0, 1]; above 0 each upscaled frame is blended with the
+            flow-warped previous output (:class:`raysr.video.temporal.TemporalBlender`, a new
+            one per segment: the segment's first frame is not blended); its time counts
+            in ``upscale_s``. 0 encodes ``upscale_fn``'s frames as they come.
 
     Raises:
         VideoError: ``corrupt`` (decode failed or frames missing), ``bad_upscale_output``,
@@ -102,6 +108,7 @@ def encode_segment(
     target = io.BytesIO() if output is None else str(output)
     timer = _Timer()
     encoder = _Encoder(target, options, conversion, info, str(source), f"{source} segment {segment.index}")
+    blender = TemporalBlender(temporal_strength) if temporal_strength != 0 else None  # checks the range
     frames = 0
     try:
         for frame in _frames(source, segment):
@@ -113,6 +120,8 @@ def encode_segment(
                 error.add_note(f"while upscaling {source}, segment {segment.index}, frame pts {frame.pts} "
                                f"({float(frame.pts * info.time_base):.3f} s)")
                 raise
+            if blender is not None:
+                upscaled = blender(rgb, encoder.check(upscaled))
             timer.lap("upscale")
             encoder.encode(upscaled, frame.pts)
             timer.lap("encode")
@@ -134,7 +143,7 @@ def encode_segment(
         height=encoder.height,
         pix_fmt=conversion.output_pix_fmt,
         codec=options.codec,
-        notes=conversion.notes,
+        notes=conversion.notes + ((temporal_note(temporal_strength),) if blender is not None else ()),
         decode_s=timer.decode,
         upscale_s=timer.upscale,
         encode_s=timer.encode,
@@ -235,12 +244,17 @@ class _Encoder:
         context.options = codec.codec_options()
         self.stream = stream
 
-    def encode(self, rgb: object, pts: int) -> None:
+    def check(self, rgb: object) -> np.ndarray:
+        """``rgb`` if it is an (H, W, 3) RGB array of the conversion's dtype; else ``bad_upscale_output``."""
         dtype = self.conversion.dtype
         if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != dtype:
             got = f"{rgb.shape} {rgb.dtype}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
             raise VideoError("bad_upscale_output", f"{self.label}: the upscale callable returned {got}; "
                              f"expected an (H, W, 3) {dtype} RGB array", self.source)
+        return rgb
+
+    def encode(self, rgb: object, pts: int) -> None:
+        rgb = self.check(rgb)
         if self.stream is None:
             self._open(rgb.shape[1], rgb.shape[0])
         elif rgb.shape[:2] != (self.height, self.width):

@@ -55,13 +55,16 @@ class SegmentStore:
         return EncodedSegment(segment=segment, path=str(video), data=None, **fields)
 
     def encode(self, source: str | os.PathLike[str], segment: Segment, upscale_fn: UpscaleFn,
-               options: EncodeOptions) -> EncodedSegment:
-        """Encode ``segment`` into the store (file first, then its record; both renamed into place)."""
+               options: EncodeOptions, temporal_strength: float = 0.0) -> EncodedSegment:
+        """Encode ``segment`` into the store (file first, then its record; both renamed into place).
+
+        ``temporal_strength``: see :func:`raysr.video.segment.encode_segment`.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         video, record_path = self._paths(segment)
         partial = video.with_name(f".{video.name}.{os.getpid()}.partial")
         try:
-            encoded = encode_segment(source, segment, upscale_fn, options, partial)
+            encoded = encode_segment(source, segment, upscale_fn, options, partial, temporal_strength)
             os.replace(partial, video)
         finally:
             partial.unlink(missing_ok=True)

@@ -71,3 +71,19 @@ def test_denoise_strength_blends_registry_partner(tmp_path):
     # Registry digests pin the official files; these stand-ins are not them.
     with pytest.raises(WeightsError, match="does not match the registry"):
         load_model("realesr-general-x4v3", tmp_path, sources=("cache",), denoise_strength=0.5)
+
+
+def test_codeformer_loads_through_the_extra_architectures(tmp_path):
+    """CodeFormer is not in spandrel's core: raysr[extra-arches] adds it (non-commercial license)."""
+    import torch
+    from spandrel_extra_arches.architectures.CodeFormer.__arch.codeformer import CodeFormer
+
+    with torch.device("meta"):  # the official shape, without 94 M parameters of init work
+        module = CodeFormer(dim_embd=512, n_head=8, n_layers=9, codebook_size=1024, latent_size=256,
+                            connect_list=["32", "64", "128", "256"], fix_modules=["quantize", "generator"])
+    generator = torch.Generator().manual_seed(0)
+    state = {key: torch.randn(value.shape, generator=generator) * 0.02 for key, value in module.state_dict().items()}
+    path = tmp_path / "codeformer.pth"
+    torch.save({"params_ema": state}, path)
+    loaded = load_model(str(path))
+    assert loaded.arch == "CodeFormer" and loaded.scale == 1
