@@ -122,3 +122,24 @@ def tiny_diffusion_pipeline():
         low_res_scheduler=DDPMScheduler(), scheduler=DDIMScheduler(prediction_type="v_prediction"),
         max_noise_level=350,
     )
+
+
+# torchvision AlexNet.features: index -> (out, in, kernel) of each conv.
+_CONVS = {0: (64, 3, 11), 3: (192, 64, 5), 6: (384, 192, 3), 8: (256, 384, 3), 10: (256, 256, 3)}
+
+
+def lpips_backbone_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random AlexNet weights in torchvision's layout, plus a classifier key LPIPS must ignore."""
+    generator = torch.Generator().manual_seed(seed)
+    state = {"classifier.1.weight": torch.zeros(8, 8)}
+    for index, (out, inp, k) in _CONVS.items():
+        state[f"features.{index}.weight"] = torch.randn(out, inp, k, k, generator=generator) * (2 / (inp * k * k)) ** 0.5
+        state[f"features.{index}.bias"] = torch.randn(out, generator=generator) * 0.01
+    return state
+
+
+def lpips_lin_state(seed: int = 1) -> dict[str, torch.Tensor]:
+    """Random non-negative lin layers (the released ones are non-negative too)."""
+    generator = torch.Generator().manual_seed(seed)
+    return {f"lin{level}.model.1.weight": torch.rand(1, channels, 1, 1, generator=generator) / channels
+            for level, channels in enumerate((64, 192, 384, 256, 256))}

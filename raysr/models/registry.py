@@ -8,6 +8,10 @@ here plus one round-trip test. A model outside the table is loaded by path
 Sources of the official entries (URLs and licenses):
 - Real-ESRGAN, BSD-3-Clause: https://github.com/xinntao/Real-ESRGAN/blob/v0.3.0/docs/model_zoo.md
 - GFPGAN, Apache-2.0 (with third-party parts): https://github.com/TencentARC/GFPGAN
+- LPIPS v0.1 linear layers, BSD-2-Clause: https://github.com/richzhang/PerceptualSimilarity
+  (the same file ships in the ``lpips`` wheel on PyPI: ``lpips/weights/v0.1/alex.pth``)
+- AlexNet ImageNet weights (LPIPS's backbone), from torchvision (BSD-3-Clause code):
+  https://github.com/pytorch/vision/blob/v0.29.1/torchvision/models/alexnet.py
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Purpose = Literal["sr", "face", "diffusion", "classical", "detector"]
+Purpose = Literal["sr", "face", "diffusion", "classical", "detector", "metric"]
 Family = Literal["photo", "anime", "general", "face"]
 Precision = Literal["fp32", "fp16", "bf16"]
 
@@ -41,6 +45,24 @@ class NcnnSource:
 
 
 @dataclass(frozen=True)
+class PypiFile:
+    """A weights file shipped as-is inside a PyPI package (for air-gapped clusters).
+
+    Unlike :class:`NcnnSource` nothing is converted: the resolver copies the file into
+    the cache and checks it against the entry's ``sha256``.
+
+    Attributes:
+        package: the PyPI distribution name (``pip install PACKAGE``).
+        module: its importable module name.
+        path: the file path relative to the module folder.
+    """
+
+    package: str
+    module: str
+    path: str
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything raysr needs to know about a model before loading it.
 
@@ -55,12 +77,16 @@ class ModelSpec:
         url: official download URL, or ``None`` where there is none.
         sha256: digest of the official file; ``None`` when not pinned (the
             resolver then records the digest it saw instead).
+        sha256_prefix: when ``sha256`` is ``None``, the leading hex digits of the
+            digest that the publisher states (torchvision's ``name-<8 hex>.pth``
+            convention); the resolver refuses files that do not start with them.
         license: SPDX id or short license name of the weights.
         precisions: precisions the architecture is known to run correctly in.
         size_multiple: input height and width must be a multiple of this.
         tile_advice: a tile size that fits a 8 GB GPU in fp16 with room to spare.
         color_correction: default colour correction for outputs of this model.
         ncnn: an ncnn export shipped on PyPI, if any.
+        pypi_file: the official file shipped unchanged inside a PyPI package, if any.
         blend_with: for models that interpolate weights with a second file
             (realesr-general-x4v3 denoise strength), the other registry name.
         notes: one line shown by ``raysr weights list``.
@@ -74,12 +100,14 @@ class ModelSpec:
     filename: str | None = None
     url: str | None = None
     sha256: str | None = None
+    sha256_prefix: str | None = None
     license: str = "unknown"
     precisions: tuple[Precision, ...] = ("fp32", "fp16", "bf16")
     size_multiple: int = 1
     tile_advice: int = 512
     color_correction: str = "none"
     ncnn: NcnnSource | None = None
+    pypi_file: PypiFile | None = None
     blend_with: str | None = None
     notes: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
@@ -204,6 +232,28 @@ _ENTRIES: tuple[ModelSpec, ...] = (
         sha256="6d1de9c2944f2ccddca5f5e010ea5ae64a39845a86311af6fdf30841b0a5a16d",
         license="MIT (facexlib)", precisions=("fp32",),
         notes="face detector with 5 landmarks, used by the official GFPGAN pipeline",
+    ),
+    # LPIPS (Zhang et al. 2018, v0.1, AlexNet): the metric `raysr validate` reports (raysr/models/lpips.py).
+    ModelSpec(
+        name="lpips_alex_v0.1", arch="LPIPS", scale=1, purpose="metric", filename="alex.pth",
+        url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",
+        # sha256 of lpips/weights/v0.1/alex.pth in the lpips 0.1.4 wheel; its git blob id
+        # (1df9dfe6) equals the repository's master file, so the URL serves the same bytes.
+        sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+        license="BSD-2-Clause", precisions=("fp32",),
+        pypi_file=PypiFile(package="lpips", module="lpips", path="weights/v0.1/alex.pth"),
+        notes="LPIPS v0.1 linear layers over AlexNet features (6 kB); `pip install lpips` ships it",
+    ),
+    ModelSpec(
+        name="alexnet_imagenet", arch="AlexNet", scale=1, purpose="metric",
+        filename="alexnet-owt-7be5be79.pth",
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        sha256_prefix="7be5be79",  # torchvision publishes only the file name's 8 hex digits
+        # torchvision's README: pretrained weights "may have their own licenses or terms ... derived
+        # from the dataset used for training" (ImageNet-1k); no license is stated for this file.
+        license="BSD-3-Clause code; ImageNet-trained weights, no stated license",
+        precisions=("fp32",),
+        notes="torchvision AlexNet IMAGENET1K_V1 (233 MB), LPIPS's backbone; digest prefix checked",
     ),
     ModelSpec(
         name="bicubic", arch="classical", scale=4, purpose="classical",

