@@ -1,7 +1,9 @@
 """Actor side: decode one segment, upscale each frame, encode the segment.
 
-Frames stream through (decode → RGB → ``upscale_fn`` → encoder) one at a time;
-nothing holds more than the codecs' own few-frame buffers, and no frame image is
+Frames stream through (decode → RGB → ``upscale_fn`` → encoder); decoding runs
+a couple of frames ahead and encoding behind the model, in threads of their own
+(:mod:`raysr.video._overlap`), so the model never waits for either. Nothing holds
+more than those few frames and the codecs' own buffers, and no frame image is
 ever written to disk. The encoded segment is a NUT file (exact timestamps in any
 time base, every codec) on disk or in memory; :func:`raysr.video.join.join_segments`
 remuxes its packets into the final container without re-encoding.
@@ -16,11 +18,12 @@ import io
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import av
 import numpy as np
 
+from raysr.video._overlap import BackgroundSink, prefetch
 from raysr.video.errors import VideoError, decoding
 from raysr.video.frames import FrameConversion, frame_to_rgb, plan_conversion, rgb_to_frame
 from raysr.video.options import EncodeOptions, choose_pix_fmt
@@ -42,7 +45,8 @@ class EncodedSegment:
         frames: frames encoded (equals ``segment.frame_count`` or encoding raised).
         width / height / pix_fmt / codec: the encoded video.
         notes: conversion assumptions (untagged matrix …).
-        decode_s / upscale_s / encode_s: wall time per phase.
+        decode_s / upscale_s / encode_s: seconds per phase; decode and encode run in threads
+            beside the model, so their sum can exceed the segment's wall time.
     """
 
     segment: Segment
@@ -62,19 +66,6 @@ class EncodedSegment:
         """Open the encoded segment for demuxing."""
         source = self.path if self.path is not None else io.BytesIO(self.data or b"")
         return av.open(source, "r", format=SEGMENT_FORMAT)
-
-
-@dataclass
-class _Timer:
-    decode: float = 0.0
-    upscale: float = 0.0
-    encode: float = 0.0
-    mark: float = field(default_factory=time.perf_counter)
-
-    def lap(self, phase: str) -> None:
-        now = time.perf_counter()
-        setattr(self, phase, getattr(self, phase) + now - self.mark)
-        self.mark = now
 
 
 def encode_segment(
@@ -106,29 +97,40 @@ def encode_segment(
     info = segment.info
     conversion = plan_conversion(info.pix_fmt, info.height, info.color, choose_pix_fmt(options, info.pix_fmt))
     target = io.BytesIO() if output is None else str(output)
-    timer = _Timer()
     encoder = _Encoder(target, options, conversion, info, str(source), f"{source} segment {segment.index}")
     blender = TemporalBlender(temporal_strength) if temporal_strength != 0 else None  # checks the range
     frames = 0
-    try:
+    decode_s = upscale_s = 0.0
+
+    def decoded() -> Iterator[tuple[np.ndarray, int]]:
+        nonlocal decode_s
+        mark = time.perf_counter()
         for frame in _frames(source, segment):
             rgb = frame_to_rgb(frame, conversion)
-            timer.lap("decode")
+            decode_s += time.perf_counter() - mark
+            yield rgb, frame.pts
+            mark = time.perf_counter()
+
+    # Decode runs ahead and encode behind the model, each in a thread (raysr.video._overlap).
+    sink = BackgroundSink(lambda item: encoder.encode(*item))
+    try:
+        for rgb, pts in prefetch(decoded):
+            started = time.perf_counter()
             try:
                 upscaled = upscale_fn(rgb)
             except Exception as error:
-                error.add_note(f"while upscaling {source}, segment {segment.index}, frame pts {frame.pts} "
-                               f"({float(frame.pts * info.time_base):.3f} s)")
+                error.add_note(f"while upscaling {source}, segment {segment.index}, frame pts {pts} "
+                               f"({float(pts * info.time_base):.3f} s)")
                 raise
             if blender is not None:
                 upscaled = blender(rgb, encoder.check(upscaled))
-            timer.lap("upscale")
-            encoder.encode(upscaled, frame.pts)
-            timer.lap("encode")
+            upscale_s += time.perf_counter() - started
+            sink.put((upscaled, pts))
             frames += 1
+        sink.close()
         encoder.close()
-        timer.lap("encode")
     finally:
+        sink.stop()
         encoder.abort()
     if frames != segment.frame_count:
         raise VideoError("corrupt", f"{source}: segment {segment.index} ({segment.start_s:.3f}–{segment.end_s:.3f} s) "
@@ -144,9 +146,9 @@ def encode_segment(
         pix_fmt=conversion.output_pix_fmt,
         codec=options.codec,
         notes=conversion.notes + ((temporal_note(temporal_strength),) if blender is not None else ()),
-        decode_s=timer.decode,
-        upscale_s=timer.upscale,
-        encode_s=timer.encode,
+        decode_s=decode_s,
+        upscale_s=upscale_s,
+        encode_s=sink.seconds,
     )
 
 
