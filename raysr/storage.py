@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from raysr.sinks.write import output_relpath, write_atomic
@@ -27,6 +28,37 @@ def write_bytes(uri: str, data: bytes) -> int:
 
         return s3.write_bytes(uri, data)
     return write_atomic(uri, data)
+
+
+def copy_to_local(uri: str, path: str | Path) -> None:
+    """Copy ``uri`` (S3 object or local file) to the local ``path`` (ranged, retried GETs on S3)."""
+    if is_s3(uri):
+        from raysr.sources import s3
+
+        s3.download_file(uri, path)
+    else:
+        shutil.copyfile(uri, path)
+
+
+def publish_file(path: str | Path, uri: str) -> int:
+    """Put the local file ``path`` at ``uri`` whole or not at all; returns its size.
+
+    S3: one (multipart) PUT. Local: a rename when both sit on one filesystem (``path`` is
+    then gone), else a copy to a hidden temporary name beside ``uri`` and a rename.
+    """
+    if is_s3(uri):
+        from raysr.sources import s3
+
+        return s3.upload_file(path, uri)
+    target = Path(uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if os.stat(path).st_dev == os.stat(target.parent).st_dev:
+        os.replace(path, target)
+    else:
+        partial = target.with_name(f".{target.name}.raysr-tmp")
+        shutil.copyfile(path, partial)
+        os.replace(partial, target)
+    return target.stat().st_size
 
 
 def size_of(uri: str) -> int | None:

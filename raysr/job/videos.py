@@ -17,14 +17,21 @@ they count items (:func:`raysr.manifest.item_rows`).
 from __future__ import annotations
 
 import pickle
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from raysr.job.spec import JobSpec
 from raysr.stages._batch import Row, fail
-from raysr.storage import size_of
+from raysr.storage import is_s3, publish_file, size_of
 from raysr.video.probe import Segment
+from raysr.video.remote import local_path
 from raysr.video.segment import EncodedSegment
 from raysr.video.store import SegmentStore
+
+if TYPE_CHECKING:
+    from raysr.video.pipeline import VideoResult
 
 
 def segment_folder(spec: JobSpec, row: Row) -> str:
@@ -110,8 +117,6 @@ class VideoJoins:
                 for item_id in list(self.videos)]
 
     def _join(self, item_id: str) -> Row:
-        from raysr.video.pipeline import finish_video
-
         video = self.videos[item_id]
         if video.errors:
             first = min(video.errors)
@@ -120,17 +125,34 @@ class VideoJoins:
                 "re-run the job to redo only the failed segments"), stage="upscale")
         row = video.row
         try:
-            encoded = [video.encoded[segment.index] for segment in video.segments]
-            result = finish_video(row["input_uri"], video.segments[0].info, encoded, row["output_uri"])
+            with tempfile.TemporaryDirectory(prefix="raysr-join-") as work:
+                result, output_size = self._join_in(video, Path(work))
         except Exception as error:  # noqa: BLE001 - the video fails, the job goes on
             return self._fail(item_id, error, stage="write")
         video.store.remove()
         del self.videos[item_id]
         row.update(video.seconds, status="ok", frames_out=result.frames, segments=result.segments,
-                   codec=f"{result.info.codec}->{self.spec.video.codec}", output_size=size_of(result.output),
+                   codec=f"{result.info.codec}->{self.spec.video.codec}", output_size=output_size,
                    output_width=result.join.width, output_height=result.join.height,
                    write_s=result.join_s + result.verify_s, notes="; ".join(result.notes) or None)
         return row
+
+    @staticmethod
+    def _join_in(video: _Video, work: Path) -> tuple[VideoResult, int]:
+        """Join, verify and publish one video, with local copies of whatever lives on S3
+        (input, segments, the output before its upload) in ``work``."""
+        from raysr.video.pipeline import finish_video
+
+        row = video.row
+        source = local_path(row["input_uri"], row.get("input_version"))
+        encoded = [video.store.fetch(video.encoded[segment.index], work) for segment in video.segments]
+        output = row["output_uri"]
+        if not is_s3(output):
+            result = finish_video(source, video.segments[0].info, encoded, output)
+            return result, size_of(output)
+        local_output = work / PurePosixPath(output).name
+        result = finish_video(source, video.segments[0].info, encoded, local_output)
+        return result, publish_file(local_output, output)
 
     def _fail(self, item_id: str, error: BaseException, stage: str = "upscale") -> Row:
         video = self.videos.pop(item_id)

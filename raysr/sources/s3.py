@@ -285,6 +285,17 @@ def write_bytes(uri: str, data: bytes) -> int:
     return confirmed
 
 
+def upload_file(path: str | Path, uri: str) -> int:
+    """PUT a local file (multipart, streamed from disk: a film never sits in memory); the size HEAD confirms."""
+    bucket, key = split_uri(uri)
+    expected = os.path.getsize(path)
+    _call(uri, "PUT", lambda: client().upload_file(str(path), bucket, key, Config=_transfer_config()))
+    confirmed = size_of(uri)
+    if confirmed != expected:
+        raise S3Error(f"{uri}: uploaded {expected} bytes but HEAD reports {confirmed}")
+    return confirmed
+
+
 def size_of(uri: str) -> int | None:
     """The object's size, or ``None`` when it does not exist."""
     bucket, key = split_uri(uri)

@@ -148,15 +148,14 @@ class ProbeStage:
         """Videos: stream-hash the file, probe streams and frames, route on the first frame."""
         row["kind"] = "video"
         try:
-            if row["input_uri"].startswith("s3://") or "://" in self.spec.output.path:
-                raise DecodeError("unsupported", f"{row['input_uri']}: videos from or to S3 are not supported yet; "
-                                  "copy them to local or shared storage and write the job's output there")
             from raysr.video.frames import first_frame_rgb
             from raysr.video.probe import plan_segments
+            from raysr.video.remote import local_path
 
             with timed(row, "read_s"):
-                row["input_size"], row["input_sha256"] = _hash_file(row["input_uri"])
-                plan = plan_segments(row["input_uri"], self.spec.video.segment_seconds)
+                local = str(local_path(row["input_uri"], row.get("input_version")))  # S3: this node's copy
+                row["input_size"], row["input_sha256"] = _hash_file(local)
+                plan = plan_segments(local, self.spec.video.segment_seconds)
                 info = plan[0].info
             # The plan travels to the driver, which sends each segment to an actor. Pickle is safe
             # here: Ray moves it between raysr's own processes; it is never stored.
@@ -165,7 +164,7 @@ class ProbeStage:
             row.update(width=info.width, height=info.height, channels=3, bit_depth=info.bit_depth,
                        frames_in=info.frame_count, fps=rate, codec=info.codec,
                        duration_s=float((info.end_pts - info.first_pts) * info.time_base))
-            row["route"], row["route_reason"] = self._route(row, first_frame_rgb(row["input_uri"]))
+            row["route"], row["route_reason"] = self._route(row, first_frame_rgb(local))
             row["model"] = self.spec.route_spec(row["route"]).model
             row["settings_hash"] = self._settings_hash(row["route"])
             row["output_uri"] = self._output_uri(row)

@@ -48,7 +48,7 @@ class UpscaleStage:
     Reads ``data, input_uri``; writes the output pixels and the engine's provenance.
     """
 
-    reads = ("data", "input_uri")
+    reads = ("data", "input_uri", "input_version")
     writes = ("pixels", "pixels_shape", "pixels_dtype", "model_arch", "weights_sha256", "weights_source",
               "weights_storage", "precision", "precision_fallback_tiles", "tile", "tile_pad", "tile_overlap",
               "upscale_s", "node_id", "actor_id", "frames_in", "frames_out", "codec", "notes", "output_width",
@@ -90,6 +90,7 @@ class UpscaleStage:
         """Encode one segment of a video into its store; the driver joins the video once
         every segment is there (:mod:`raysr.job.videos`)."""
         from raysr.video import EncodeOptions
+        from raysr.video.remote import local_path
         from raysr.video.store import SegmentStore
 
         options = EncodeOptions(codec=self.video.codec, crf=self.video.crf, preset=self.video.preset,
@@ -97,8 +98,9 @@ class UpscaleStage:
         try:
             segment = pickle.loads(row["video_segment"])
             with timed(row, "upscale_s"):
+                source = local_path(row["input_uri"], row.get("input_version"))  # S3: this node's copy
                 encoded = SegmentStore(row["segment_dir"]).encode(
-                    row["input_uri"], segment, lambda frame: self.upscaler.upscale(frame).image, options,
+                    source, segment, lambda frame: self.upscaler.upscale(frame).image, options,
                     temporal_strength=self.video.temporal_strength)
             row.update(precision=self.upscaler.precision, frames_in=segment.frame_count, frames_out=encoded.frames,
                        codec=f"{segment.info.codec}->{self.video.codec}", output_width=encoded.width,
