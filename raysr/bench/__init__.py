@@ -1,0 +1,62 @@
+"""`raysr bench`: speed and memory figures for this machine (benchmarks, never timed tests).
+
+- ``engine``: bare forward FP32 vs the precision policy, tiled vs untiled, GEMM peak
+  (:mod:`raysr.bench.engine`);
+- ``pipeline``: bare forward vs `raysr upscale` vs `raysr run` on the same images,
+  tile and precision (:mod:`raysr.bench.pipeline`);
+- ``official``: the same plus the official ``RealESRGANer`` loop in its own venv
+  (:mod:`raysr.bench.official`), as a ratio, with PSNR cross-checks;
+- ``memory``: peak memory of one big image, raysr vs official (:mod:`raysr.bench.memory`);
+- ``video``: raysr's segment path vs a sequential decode → model → encode loop.
+
+Every command prints a table, then the same figures as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from raysr.bench.engine import bench_engine
+from raysr.bench.memory import bench_memory
+from raysr.bench.pipeline import bench_pipeline
+
+__all__ = ["bench_engine", "bench_memory", "bench_pipeline", "bench_video_path", "print_results", "write_json"]
+
+
+def print_results(results: dict) -> None:
+    """A two-column table per section (nested dicts are sections), then one JSON line."""
+    sections = {key: value for key, value in results.items() if isinstance(value, dict)}
+    flat = {key: value for key, value in results.items() if not isinstance(value, dict)}
+    for title, section in ([("", flat)] if flat else []) + list(sections.items()):
+        if title:
+            print(f"\n[{title}]")
+        width = max((len(key) for key in section), default=0)
+        for key, value in section.items():
+            print(f"{key:{width}}  {value}")
+    print(json.dumps(results))
+
+
+def write_json(results: dict, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def bench_video_path(clip=None, model: str = "realesr-animevideov3", repeats: int = 3, weights_dir=None) -> dict:
+    """Frames/s of raysr's segment path vs a plain decode → model → encode loop, same clip and model."""
+    import tempfile
+
+    from raysr.engine import EngineOptions, Upscaler
+    from raysr.models.load import load_model
+    from raysr.video import bench_video
+
+    if clip is None:
+        from raysr.demo_data import write_demo_clip
+
+        clip = write_demo_clip(tempfile.mkdtemp(prefix="raysr-bench-") + "/clip.mp4", seconds=4.0, size=(160, 96))
+    upscaler = Upscaler(load_model(model, weights_dir), EngineOptions())
+    results = bench_video(str(clip), lambda frame: upscaler.upscale(frame).image, repeats=repeats)
+    return {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "model": model, "clip": str(clip), **results}

@@ -1,0 +1,31 @@
+"""raysr.bench.engine: window counts, MAC counting and the GEMM ceiling (no timing asserted)."""
+
+from __future__ import annotations
+
+import torch
+
+from factories import compact_state, rrdbnet_state
+from raysr.bench.engine import gemm_peak_gmacs, macs_per_input_px, window_plan
+from raysr.engine import EngineOptions
+from raysr.models.load import load_model
+
+
+def test_window_plan_matches_the_engine_tiling(save_state):
+    loaded = load_model(str(save_state(rrdbnet_state(), "rrdb.pth")))
+    plan = window_plan(loaded, EngineOptions(tile=128), 256, 256)
+    # 2×2 cores of 128 grown by overlap/2 = 8 on inner sides, plus 16 px of context each side
+    assert (plan["windows"], plan["window"]) == (4, (168, 168))
+    assert plan["window_px_over_image_px"] == round(4 * 168 * 168 / 256**2, 3)
+    assert window_plan(loaded, EngineOptions(), 100, 60)["windows"] == 1  # no tile: untiled
+
+
+def test_macs_per_pixel_counts_convolutions(save_state):
+    state = compact_state(num_conv=2, num_feat=8)
+    loaded = load_model(str(save_state(state, "compact.pth")))
+    # conv_first 3→8, 2 body convs 8→8, conv_last 8→48: 3×3 each, all at input resolution
+    expected = 9 * (3 * 8 + 2 * 8 * 8 + 8 * 48)
+    assert macs_per_input_px(loaded) == expected
+
+
+def test_gemm_peak_is_positive():
+    assert gemm_peak_gmacs(torch.float32, torch.device("cpu"), size=64, repeats=1) > 0
