@@ -117,6 +117,19 @@ def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str | None
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
 
 
+def cpus_per_actor(spec: JobSpec, num_gpus: float) -> float:
+    """CPUs each model actor asks for: as configured; else 1 beside a GPU; else the cores of the
+    smallest node (and of this machine), because Ray sets an actor's ``OMP_NUM_THREADS`` (torch's
+    thread count) from the CPUs it grants."""
+    if spec.resources.cpus_per_actor is not None:
+        return spec.resources.cpus_per_actor
+    if num_gpus > 0:
+        return 1.0
+    node_cpus = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")] if ray.is_initialized() else []
+    smallest = min((cpus for cpus in node_cpus if cpus > 0), default=os.cpu_count() or 1)
+    return float(max(1, min(os.cpu_count() or 1, int(smallest))))
+
+
 def _gpus_per_actor(spec: JobSpec) -> float:
     if spec.resources.gpus_per_actor is not None:
         return spec.resources.gpus_per_actor
@@ -146,7 +159,7 @@ def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwa
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=resources.actors_per_model),
         num_gpus=num_gpus,
-        num_cpus=resources.cpus_per_actor,
+        num_cpus=cpus_per_actor(spec, num_gpus),
         runtime_env=_worker_env(),
     )
 

@@ -7,6 +7,8 @@ small rows, and writes manifest rows as they stream back.
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 import sys
 import time
 import uuid
@@ -189,7 +191,10 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     listing = list_inputs(spec)
     report.listed = listing.num_rows
     done = latest_outcomes(read_manifest(spec.manifest_uri))
-    plan.init_ray(address, logical_cpus=2 * spec.resources.actors_per_model * _pool_count(spec) + 2)
+    # A local Ray gets logical CPUs enough for every pool's actors (each asks for this machine's
+    # cores when no GPU is there) plus the read and write tasks; the OS shares the real cores.
+    per_actor = spec.resources.cpus_per_actor or float(os.cpu_count() or 1)
+    plan.init_ray(address, logical_cpus=math.ceil(per_actor * spec.resources.actors_per_model * _pool_count(spec)) + 2)
 
     probed = (pa.concat_tables(list(plan.probe(listing, spec, *digests, done)), promote_options="default")
               if listing.num_rows else None)

@@ -147,7 +147,9 @@ class VideoSpec(_Strict):
 class ResourcesSpec(_Strict):
     actors_per_model: int = Field(default=1, ge=1)
     gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else CPU actors
-    cpus_per_actor: float = Field(default=1, gt=0)
+    # None: 1 beside a GPU; on CPU-only clusters the node's cores (torch's threads follow the
+    # CPUs Ray grants an actor, so 1 would leave the model a single thread).
+    cpus_per_actor: float | None = Field(default=None, gt=0)
     batch_size: int = Field(default=1, ge=1)
     read_cpus: float = Field(default=0.5, gt=0)
 

@@ -135,8 +135,10 @@ def _nice_width(seconds: float) -> float:
 
 
 def load_by(table: pa.Table, column: str) -> list[tuple[str, int, float]]:
-    """(value of ``column``, items, upscale seconds) for each worker, busiest first."""
-    labels = strings(table, column)
+    """(value of ``column``, items, upscale seconds) for each worker, busiest first.
+
+    Ray's node and actor ids are long hex strings; their first 12 characters label the charts."""
+    labels = [None if label is None else label[:12] for label in strings(table, column)]
     seconds = table.column("upscale_s").to_pylist()
     items: Counter[str] = Counter()
     busy: Counter[str] = Counter()
