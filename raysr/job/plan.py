@@ -92,8 +92,11 @@ def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0))
 
 
-def _blocks(table: pa.Table) -> list[pa.Table]:
-    rows_per_block = max(_ROWS_PER_BLOCK, math.ceil(table.num_rows / 2000))
+def _blocks(table: pa.Table, min_rows: int = _ROWS_PER_BLOCK) -> list[pa.Table]:
+    """At most ~2000 blocks of at least ``min_rows`` rows: an actor pool hands out whole
+    blocks, so the process pass uses small ones (every actor gets work) until the count
+    of blocks, not their size, would weigh on the driver."""
+    rows_per_block = max(min_rows, math.ceil(table.num_rows / 2000))
     if "segment_index" in table.column_names:
         # A video segment is minutes of model time: one block each, so one film's
         # segments spread over every actor instead of queueing behind one.
@@ -185,7 +188,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         ensemble_stages = [EnsembleMemberStage, BlendStage] if chain.ensemble else []
         check_chain([ReadBytesStage(), UpscaleStage, *ensemble_stages, *face_stages, *post],
                     (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
-        branch = ray.data.from_arrow(_blocks(table)).map_batches(
+        branch = ray.data.from_arrow(_blocks(table, resources.batch_size)).map_batches(
             ReadBytesStage(), batch_size=None, num_cpus=resources.read_cpus, batch_format="pyarrow",
             runtime_env=worker_env,
         )
