@@ -141,6 +141,17 @@ def _realesrgan(
     )
 
 
+_GFPGAN_RELEASES = "https://github.com/TencentARC/GFPGAN/releases/download"
+_GFPGAN_LICENSE = "Apache-2.0 (StyleGAN2 parts: NVIDIA license)"
+
+
+def _face_restorer(name: str, arch: str, url: str, license: str, **kwargs) -> ModelSpec:
+    """A face restorer: 1x on 512x512 aligned crops, file named as in its URL."""
+    fields = {"precisions": ("fp32", "fp16"), "notes": "face restorer, 512x512 aligned crops", **kwargs}
+    return ModelSpec(name=name, arch=arch, scale=1, purpose="face", family="face", filename=url.rsplit("/", 1)[-1],
+                     url=url, license=license, tile_advice=512, **fields)
+
+
 _ENTRIES: tuple[ModelSpec, ...] = (
     _realesrgan(
         "RealESRGAN_x4plus", "v0.1.0", "ESRGAN", 4, "photo",
@@ -188,35 +199,22 @@ _ENTRIES: tuple[ModelSpec, ...] = (
         tile_advice=1024, color_correction="wavelet",
         notes="weak-denoise partner of realesr-general-x4v3",
     ),
-    ModelSpec(
-        name="GFPGANv1.3", arch="GFPGAN", scale=1, purpose="face", family="face",
-        filename="GFPGANv1.3.pth",
-        url="https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.3.pth",
+    _face_restorer(
+        "GFPGANv1.3", "GFPGAN", f"{_GFPGAN_RELEASES}/v1.3.0/GFPGANv1.3.pth", _GFPGAN_LICENSE,
         sha256="c953a88f2727c85c3d9ae72e2bd4846bbaf59fe6972ad94130e23e7017524a70",
-        license="Apache-2.0 (StyleGAN2 parts: NVIDIA license)", precisions=("fp32", "fp16"),
-        tile_advice=512, notes="face restorer, 512x512 aligned crops",
     ),
-    ModelSpec(
-        name="GFPGANv1.4", arch="GFPGAN", scale=1, purpose="face", family="face",
-        filename="GFPGANv1.4.pth",
-        url="https://github.com/TencentARC/GFPGAN/releases/download/v1.3.0/GFPGANv1.4.pth",
+    _face_restorer(
+        "GFPGANv1.4", "GFPGAN", f"{_GFPGAN_RELEASES}/v1.3.0/GFPGANv1.4.pth", _GFPGAN_LICENSE,
         sha256="e2cd4703ab14f4d01fd1383a8a8b266f9a5833dacee8e6a79d3bf21a1b6be5ad",
-        license="Apache-2.0 (StyleGAN2 parts: NVIDIA license)", precisions=("fp32", "fp16"),
-        tile_advice=512, notes="face restorer, 512x512 aligned crops",
     ),
-    ModelSpec(
-        name="RestoreFormer", arch="RestoreFormer", scale=1, purpose="face", family="face",
-        filename="RestoreFormer.pth",
-        url="https://github.com/TencentARC/GFPGAN/releases/download/v1.3.4/RestoreFormer.pth",
-        license="Apache-2.0", precisions=("fp32", "fp16"),
-        tile_advice=512, notes="face restorer (RestoreFormer), 512x512 aligned crops; digest recorded on first fetch",
+    _face_restorer(
+        "RestoreFormer", "RestoreFormer", f"{_GFPGAN_RELEASES}/v1.3.4/RestoreFormer.pth", "Apache-2.0",
+        notes="face restorer (RestoreFormer), 512x512 aligned crops; digest recorded on first fetch",
     ),
-    ModelSpec(
-        name="CodeFormer", arch="CodeFormer", scale=1, purpose="face", family="face",
-        filename="codeformer.pth",
-        url="https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
-        license="S-Lab License 1.0 (non-commercial use only)", precisions=("fp32",),
-        tile_advice=512, notes="face restorer with fidelity weight; needs raysr[extra-arches]; NON-COMMERCIAL license",
+    _face_restorer(
+        "CodeFormer", "CodeFormer", "https://github.com/sczhou/CodeFormer/releases/download/v0.1.0/codeformer.pth",
+        "S-Lab License 1.0 (non-commercial use only)", precisions=("fp32",),
+        notes="face restorer with fidelity weight; needs raysr[extra-arches]; NON-COMMERCIAL license",
     ),
     ModelSpec(
         name="stabilityai/stable-diffusion-x4-upscaler", arch="diffusers", scale=4, purpose="diffusion",
