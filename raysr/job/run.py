@@ -226,11 +226,18 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
         probed = _refuse_output_collisions(probed)
         is_pending = pc.is_null(probed.column("status"))
         emit([finish(row) for row in probed.filter(pc.invert(is_pending)).to_pylist()])
-        to_process, joined = videos.expand(probed.filter(is_pending).to_pylist())
+        pending = probed.filter(is_pending)
+        is_video = pc.fill_null(pc.equal(pending.column("kind"), "video"), False)
+        # Only videos leave Arrow (to be cut into segment rows): a million images stay columnar.
+        segment_rows, joined = videos.expand(pending.filter(is_video).to_pylist())
         emit([finish(row) for row in joined])
+        images = pending.filter(pc.invert(is_video))
         for route in spec.active_routes():
-            rows = [row for row in to_process if row["route"] == route]
-            pending_by_route[route] = batch_of(rows) if rows else pa.table({})
+            parts = [images.filter(pc.equal(images.column("route"), route))]
+            segments = [row for row in segment_rows if row["route"] == route]
+            if segments:
+                parts.append(batch_of(segments))
+            pending_by_route[route] = pa.concat_tables(parts, promote_options="default")
     for batch in plan.process(pending_by_route, spec):
         rows = batch.to_pylist()
         joined = [videos.take(row) for row in rows if row.get("segment_index") is not None]

@@ -63,18 +63,14 @@ class VideoJoins:
         self.videos: dict[str, _Video] = {}
 
     def expand(self, rows: list[Row]) -> tuple[list[Row], list[Row]]:
-        """Pending rows → (rows for the actors, finished video rows).
+        """Pending video rows → (one row per segment not yet in its store, finished video rows).
 
-        Image rows pass through; a video row becomes one row per segment not yet in its
-        store. A video whose segments are all stored already is joined right here.
+        A video whose segments are all stored already is joined right here.
         """
         to_process, finished = [], []
         for row in rows:
-            if row.get("kind") != "video":
-                to_process.append(row)
-                continue
             segments: list[Segment] = pickle.loads(row.pop("video_plan"))
-            video = _Video({**row, "video_plan": None}, segments, SegmentStore(segment_folder(self.spec, row)))
+            video = _Video(row, segments, SegmentStore(segment_folder(self.spec, row)))
             self.videos[row["item_id"]] = video
             for segment in segments:
                 stored = video.store.load(segment)
@@ -82,8 +78,7 @@ class VideoJoins:
                     video.encoded[segment.index] = stored
                     continue
                 to_process.append({**row, "segment_index": segment.index, "video_segment": pickle.dumps(segment),
-                                   "segment_dir": str(video.store.folder), "frames_in": segment.frame_count,
-                                   "video_plan": None})
+                                   "segment_dir": str(video.store.folder), "frames_in": segment.frame_count})
             if video.complete:
                 finished.append(self._join(row["item_id"]))
         return to_process, finished
