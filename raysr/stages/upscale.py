@@ -11,17 +11,23 @@ from raysr.models.registry import get_spec, is_registered
 from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, worker_ids
 
 
-def _network_upscaler(model: str, engine: EngineOptions, weights_dir: str | None) -> tuple[Upscaler, dict]:
-    loaded = load_model(model, weights_dir, denoise_strength=engine.denoise_strength)
-    weights = loaded.weights
-    return Upscaler(loaded, engine), {
-        "model_arch": loaded.arch,
-        "weights_sha256": loaded.weights_sha256 or None,
+def _provenance(arch: str, weights, weights_sha256: str | None, tile_pad: int, tile_overlap: int) -> dict:
+    """The manifest columns that say which weights and settings made an output."""
+    return {
+        "model_arch": arch,
+        "weights_sha256": weights_sha256 or None,
         "weights_source": weights.source if weights else None,
         "weights_storage": weights.storage if weights else None,
-        "tile_pad": engine.tile_pad,
-        "tile_overlap": engine.tile_overlap,
+        "tile_pad": tile_pad,
+        "tile_overlap": tile_overlap,
     }
+
+
+def _network_upscaler(model: str, engine: EngineOptions, weights_dir: str | None) -> tuple[Upscaler, dict]:
+    loaded = load_model(model, weights_dir, denoise_strength=engine.denoise_strength)
+    # loaded.weights_sha256, not loaded.weights.sha256: a denoise-strength blend has its own digest.
+    return Upscaler(loaded, engine), _provenance(loaded.arch, loaded.weights, loaded.weights_sha256,
+                                                 engine.tile_pad, engine.tile_overlap)
 
 
 def _diffusion_upscaler(model: str, engine: EngineOptions, weights_dir: str | None,
@@ -32,14 +38,7 @@ def _diffusion_upscaler(model: str, engine: EngineOptions, weights_dir: str | No
     diffusion = diffusion or DiffusionSpec()
     upscaler = DiffusionUpscaler(model, diffusion, weights_dir=weights_dir, precision=engine.precision)
     weights = upscaler.weights
-    return upscaler, {
-        "model_arch": "diffusers",
-        "weights_sha256": weights.sha256 if weights else None,
-        "weights_source": weights.source if weights else None,
-        "weights_storage": weights.storage if weights else None,
-        "tile_pad": 0,
-        "tile_overlap": diffusion.tile_overlap,
-    }
+    return upscaler, _provenance("diffusers", weights, weights.sha256 if weights else None, 0, diffusion.tile_overlap)
 
 
 class UpscaleStage:
