@@ -20,6 +20,8 @@ def _engine_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--outscale", type=float, help="final scale (default: the model's)")
     parser.add_argument("--alpha", choices=["model", "classical"], help="how alpha is upscaled")
     parser.add_argument("--denoise-strength", type=float, help="realesr-general-x4v3 only, 0..1")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="torch.compile the model (pays off with a fixed --tile and long runs)")
 
 
 def _engine_options(args: argparse.Namespace):
@@ -28,7 +30,7 @@ def _engine_options(args: argparse.Namespace):
     given = {
         key: getattr(args, key)
         for key in ("tile", "tile_pad", "tile_overlap", "tile_batch", "pre_pad", "precision",
-                    "device", "outscale", "alpha", "denoise_strength")
+                    "device", "outscale", "alpha", "denoise_strength", "compile")
         if getattr(args, key, None) is not None
     }
     return EngineOptions(**given)
@@ -249,8 +251,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _height_width(text: str) -> tuple[int, int]:
+    """``WxH`` → (H, W)."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH such as 1920x1080, got {text!r}") from None
+    return height, width
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from raysr.bench import (bench_engine, bench_memory, bench_pipeline, bench_video_path, print_results,
+    from raysr.bench import (bench_engine, bench_forward, bench_memory, bench_pipeline, bench_video_path, print_results,
                              write_json)
 
     def given(**values):  # only what the user set: the defaults live in raysr.bench
@@ -261,11 +272,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     memory = given(size=args.big_size, bench_dir=args.bench_dir)
     video = given(clip=args.clip, model=args.video_model, repeats=args.repeats, weights_dir=args.weights_dir)
     sections = {}
+    if args.what == "forward":
+        sections["forward"] = bench_forward(**given(model=args.model, size=args.input, batch=args.batch,
+                                                    precision=args.precision, repeats=args.repeats,
+                                                    weights_dir=args.weights_dir, compile=args.compile))
     if args.what in ("engine", "all"):
         sections["engine"] = bench_engine(**given(size=args.size, repeats=args.repeats, weights_dir=args.weights_dir,
                                                   tile=args.tile))
     if args.what in ("pipeline", "official", "all"):
-        sections["pipeline"] = bench_pipeline(**common, **pipeline, with_run=not args.no_run,
+        sections["pipeline"] = bench_pipeline(**common, **pipeline, **given(compile=args.compile), with_run=not args.no_run,
                                               with_official=args.what != "pipeline")
     if args.what in ("memory", "all"):
         sections["memory"] = bench_memory(**common, **memory, with_official=not args.no_official)
@@ -370,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=_cmd_report)
 
     bench = commands.add_parser("bench", help="speed and memory figures for this machine (table + JSON)")
-    bench.add_argument("what", choices=["engine", "pipeline", "official", "memory", "video", "all"],
+    bench.add_argument("what", choices=["forward", "engine", "pipeline", "official", "memory", "video", "all"],
                        help="engine: bare forward + GEMM peak; pipeline: bare vs `upscale` vs `run`; official: "
                             "pipeline + the official RealESRGANer loop; memory: peak memory of one big image; "
                             "video: segment path vs a sequential loop; all: everything")
@@ -387,6 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-official", action="store_true", help="`memory` without the official loop")
     bench.add_argument("--bench-dir", type=Path, help="official peer venv home (default $RAYSR_BENCH_DIR or "
                                                       "~/.cache/raysr/bench-official)")
+    bench.add_argument("--input", type=_height_width, help="`forward`: input WxH, e.g. 1920x1080 (default 512x512)")
+    bench.add_argument("--batch", type=int, help="`forward`: inputs per call (default 1)")
+    bench.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="torch.compile the model: `forward` times both (default on), "
+                            "`pipeline`/`official` run raysr compiled (default off)")
     bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     bench.add_argument("--weights-dir", type=Path)
     bench.set_defaults(func=_cmd_bench)

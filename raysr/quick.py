@@ -6,8 +6,11 @@ plain loop, so what a user sees here is what the cluster job produces.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,29 +80,63 @@ def upscale_path(
     upscaler = Upscaler(model, options)
     report = QuickReport()
     show = sys.stderr.isatty() if progress is None else progress
-    for item, target in tqdm(targets, unit="img", disable=not show, file=sys.stderr):
-        try:
-            if isinstance(target, str):
-                raise UnsafePathError(target)
-            if is_video(item.uri):
-                from raysr.video import upscale_video  # PyAV: the `video` extra
 
-                upscale_video(item.uri, target, lambda frame: upscaler.upscale(frame).image,
-                              temporal_strength=temporal_strength)
-                report.ok += 1
-                continue
-            decoded = decode_image(Path(item.uri).read_bytes(), item.uri)
-            result = upscaler.upscale(decoded.pixels)
-            scale = result.image.shape[0] / decoded.pixels.shape[0]
-            encoded = encode_image(
-                result.image, fmt, quality, decoded.metadata, scale,
-                tag=f"raysr model={model.spec.name} precision={result.precision}",
-            )
-            write_atomic(target, encoded.data)
+    def fail(item: InputItem, error: Exception) -> None:
+        line = f"{item.uri}: {error}" if not str(error).startswith(item.uri) else str(error)
+        report.failures.append(line)
+        if on_error:
+            on_error(line)
+
+    def encode_and_write(item: InputItem, target: Path, decoded, result) -> None:
+        scale = result.image.shape[0] / decoded.pixels.shape[0]
+        encoded = encode_image(result.image, fmt, quality, decoded.metadata, scale,
+                               tag=f"raysr model={model.spec.name} precision={result.precision}")
+        write_atomic(target, encoded.data)
+
+    def settle(item: InputItem, written: Future) -> None:
+        try:
+            written.result()
             report.ok += 1
-        except (DecodeError, EngineError, OSError, ValueError) as error:  # UnsafePathError is a ValueError
-            line = f"{item.uri}: {error}" if not str(error).startswith(item.uri) else str(error)
-            report.failures.append(line)
-            if on_error:
-                on_error(line)
+        except _ITEM_ERRORS as error:
+            fail(item, error)
+
+    # The model runs on this thread; reading + decoding the next image and encoding +
+    # writing finished ones run on I/O threads (OpenCV and zlib release the GIL), so on a
+    # GPU the model does not wait for a PNG encoder. Bounded: a few images in flight.
+    with ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="raysr-io") as pool:
+        reads = [None if isinstance(target, str) or is_video(item.uri) else item for item, target in targets]
+        pending_reads: dict[int, Future] = {}
+        writes: deque[tuple[InputItem, Future]] = deque()
+        for index, (item, target) in enumerate(tqdm(targets, unit="img", disable=not show, file=sys.stderr)):
+            for ahead in range(index, min(index + _READ_AHEAD + 1, len(targets))):
+                if reads[ahead] is not None and ahead not in pending_reads:
+                    pending_reads[ahead] = pool.submit(_read_image, reads[ahead])
+            try:
+                if isinstance(target, str):
+                    raise UnsafePathError(target)
+                if is_video(item.uri):
+                    from raysr.video import upscale_video  # PyAV: the `video` extra
+
+                    upscale_video(item.uri, target, lambda frame: upscaler.upscale(frame).image,
+                                  temporal_strength=temporal_strength)
+                    report.ok += 1
+                    continue
+                decoded = pending_reads.pop(index).result()
+                result = upscaler.upscale(decoded.pixels)
+                writes.append((item, pool.submit(encode_and_write, item, target, decoded, result)))
+                while len(writes) > _IO_THREADS:
+                    settle(*writes.popleft())
+            except _ITEM_ERRORS as error:
+                fail(item, error)
+        while writes:
+            settle(*writes.popleft())
     return report
+
+
+_IO_THREADS = min(4, os.cpu_count() or 1)
+_READ_AHEAD = 2
+_ITEM_ERRORS = (DecodeError, EngineError, OSError, ValueError)  # UnsafePathError is a ValueError
+
+
+def _read_image(item: InputItem):
+    return decode_image(Path(item.uri).read_bytes(), item.uri)

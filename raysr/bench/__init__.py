@@ -1,5 +1,7 @@
 """`raysr bench`: speed and memory figures for this machine (benchmarks, never timed tests).
 
+- ``forward``: model-only items/s of any model at any input size and batch, eager and
+  ``torch.compile``'d (the GPU ceiling; :func:`raysr.bench.engine.bench_forward`);
 - ``engine``: bare forward FP32 vs the precision policy, tiled vs untiled, GEMM peak
   (:mod:`raysr.bench.engine`);
 - ``pipeline``: bare forward vs `raysr upscale` vs `raysr run` on the same images,
@@ -20,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from raysr.bench.engine import bench_engine
+from raysr.bench.engine import bench_engine, bench_forward
 from raysr.bench.memory import bench_memory
 from raysr.bench.pipeline import bench_pipeline
 
-__all__ = ["bench_engine", "bench_memory", "bench_pipeline", "bench_video_path", "print_results", "write_json"]
+__all__ = ["bench_engine", "bench_forward", "bench_memory", "bench_pipeline", "bench_video_path", "print_results", "write_json"]
 
 
 def print_results(results: dict) -> None:

@@ -9,6 +9,7 @@ against tiled.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import platform
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from raysr.engine import EngineOptions, Upscaler
-from raysr.engine.precision import PrecisionPlan, pick_device, plan_precision, prepare_module
+from raysr.engine.precision import CompiledForward, PrecisionPlan, pick_device, plan_precision, prepare_module
 from raysr.engine.tiling import plan_axis
 from raysr.models.load import LoadedModel, load_model
 from raysr.models.registry import get_spec
@@ -135,9 +136,12 @@ def window_plan(loaded: LoadedModel, options: EngineOptions, height: int, width:
 
 
 def bare_forward(loaded: LoadedModel, plan: PrecisionPlan, window: tuple[int, int], batch: int = 1,
-                 repeats: int = 3) -> float:
-    """Median seconds of one bare model call on a (batch, C, *window) input in ``plan``'s precision."""
+                 repeats: int = 3, compile: bool = False) -> float:
+    """Median seconds of one bare model call on a (batch, C, *window) input in ``plan``'s precision
+    (through ``torch.compile`` when ``compile``, as the engine runs it)."""
     module = prepare_module(loaded.module, plan)
+    if compile:
+        module = CompiledForward(module)
     channels = int(loaded.spec.extra.get("input_channels", 3))
     inputs = torch.rand(batch, channels, *window, device=plan.device).to(plan.input_dtype)
     if plan.channels_last:
@@ -212,3 +216,60 @@ def gemm_peaks(device: torch.device, size: int = 2048) -> dict:
         "peak_fp32_gmacs_per_s": round(gemm_peak_gmacs(torch.float32, device, size), 1),
         f"peak_{half_name}_gmacs_per_s": round(gemm_peak_gmacs(half, device, size), 1),
     }
+
+
+def bench_forward(model: str = "RealESRGAN_x4plus", size: tuple[int, int] = (512, 512), batch: int = 1,
+                  precision: str = "auto", repeats: int = 10, weights_dir=None, compile: bool = True) -> dict:
+    """Model-only throughput: the bare forward on (batch, 3, H, W) inputs in the precision
+    policy, eager and (with ``compile``) through :class:`raysr.engine.precision.CompiledForward`.
+
+    This is the ceiling raysr's pipeline is measured against on a GPU (issue #11: x4plus
+    on 512² and realesr-animevideov3 on 1080p inputs). ``size`` is (height, width).
+    """
+    loaded = load_model(model, weights_dir)
+    device = pick_device("auto")
+    plan = plan_precision(precision, device, loaded.supports_fp16, loaded.supports_bf16)
+    module = prepare_module(loaded.module, plan)
+    height, width = size
+    channels = int(loaded.spec.extra.get("input_channels", 3))
+    inputs = torch.rand(batch, channels, height, width, device=device).to(plan.input_dtype)
+    if plan.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    macs = macs_per_input_px(loaded) * height * width * batch
+    results: dict = {"machine": machine_line(device), "model": loaded.spec.name, "input": f"{batch}x{width}x{height}",
+                     "precision": plan.name, "channels_last": plan.channels_last,
+                     "macs_per_input_px_m": round(macs / (height * width * batch) / 1e6, 2)}
+    variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"eager": module}
+    if device.type == "cuda":  # what the engine's fixed cuDNN choice (configure_determinism) costs
+        variants["eager_cudnn_benchmark"] = module
+    if plan.channels_last:  # what NHWC buys over NCHW
+        nchw = copy.deepcopy(module).to(memory_format=torch.contiguous_format)
+        variants["eager_nchw"] = lambda batch: nchw(batch.contiguous())
+    if compile:
+        variants["compiled"] = CompiledForward(module)
+    for name, call in variants.items():
+        torch.backends.cudnn.benchmark = name == "eager_cudnn_benchmark"
+
+        def forward(call=call) -> None:
+            with torch.inference_mode(), plan.autocast():
+                call(inputs)
+
+        started = time.perf_counter()
+        forward()  # the first call compiles
+        sync(device)
+        results[f"{name}_first_call_s"] = round(time.perf_counter() - started, 2)
+        seconds = _time(forward, repeats, device)
+        results[f"{name}_s"] = round(seconds, 4)
+        results[f"{name}_items_per_s"] = round(batch / seconds, 2)
+        results[f"{name}_gmacs_per_s"] = round(macs / seconds / 1e9, 1)
+        if isinstance(call, CompiledForward) and call.failure:
+            results["compile_failure"] = call.failure
+    if device.type == "cuda":
+        results["cuda_max_allocated_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    peaks = gemm_peaks(device)
+    results.update(peaks)
+    half_peak = next(value for key, value in peaks.items() if key.startswith("peak_") and "fp32" not in key
+                     and key.endswith("gmacs_per_s"))
+    best = max(results.get(f"{name}_gmacs_per_s", 0) for name in variants)
+    results["best_over_half_gemm_peak"] = round(best / half_peak, 3)
+    return results

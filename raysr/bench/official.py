@@ -12,7 +12,7 @@ made once and reused:
    (:data:`PEER_PACKAGES`); ``--ignore-installed`` so pip never uninstalls
    anything from raysr's environment, ``--no-build-isolation`` because basicsr's
    setup.py imports torch (an isolated build would download one);
-4. ``sitecustomize.py`` aliasing ``torchvision.transforms.functional_tensor``
+4. a ``.pth`` importing a shim module that aliases ``torchvision.transforms.functional_tensor``
    (removed in torchvision 0.17) to ``torchvision.transforms.functional``, the
    shim everyone uses to import basicsr 1.4.2 today.
 
@@ -68,8 +68,11 @@ def official_python(bench_dir: str | Path | None = None) -> Path:
     peer_site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                     check=True, capture_output=True, text=True).stdout.strip())
     raysr_site = sysconfig.get_path("purelib")
-    (peer_site / "zz-raysr-site.pth").write_text(f"import site; site.addsitedir({raysr_site!r})\n")
-    (peer_site / "sitecustomize.py").write_text(_SHIM)
+    # The shim is imported by the same .pth, after raysr's site dir (where torchvision is) is
+    # added; not a sitecustomize.py, which Debian/Ubuntu Pythons shadow with their own.
+    (peer_site / "raysr_bench_shim.py").write_text(_SHIM)
+    (peer_site / "zz-raysr-site.pth").write_text(f"import site; site.addsitedir({raysr_site!r})\n"
+                                                 "import raysr_bench_shim\n")
     # 2. the official packages, without their dependencies (torch & co. come from raysr's venv)
     install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
                "--ignore-installed", "--no-build-isolation", *PEER_PACKAGES]

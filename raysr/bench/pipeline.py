@@ -63,10 +63,11 @@ def bare_seconds_per_image(loaded: LoadedModel, options: EngineOptions, size: in
     device = pick_device(options.device)
     plan = plan_precision(options.precision, device, loaded.supports_fp16, loaded.supports_bf16)
     windows = window_plan(loaded, options, size, size)
-    # Tiles per call: the engine's default (Upscaler._tile_batch: 4 on CUDA, 1 on CPU) unless set.
-    batch = options.tile_batch or (4 if device.type == "cuda" else 1)
+    # Tiles per call: the engine's default (Upscaler._tile_batch: 4 on CUDA, 1 on CPU) unless set,
+    # at most one tile row (the engine batches the windows of one row).
+    batch = min(options.tile_batch or (4 if device.type == "cuda" else 1), windows["cols"])
     calls = windows["rows"] * -(-windows["cols"] // batch)
-    per_call = bare_forward(loaded, plan, windows["window"], batch, repeats)
+    per_call = bare_forward(loaded, plan, windows["window"], batch, repeats, options.compile)
     return {"precision": plan.name, "tile_batch": batch, **windows, "seconds": calls * per_call}
 
 
@@ -160,7 +161,8 @@ def _official_side(loaded: LoadedModel, options: EngineOptions, images: list[Pat
 
 def bench_pipeline(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = None, images: int = 4,
                    size: int = 256, tile: int | None = 128, precision: str = "auto", with_run: bool = True,
-                   with_official: bool = False, bench_dir: Path | None = None, repeats: int = 3) -> dict:
+                   with_official: bool = False, bench_dir: Path | None = None, repeats: int = 3,
+                   compile: bool = False) -> dict:
     """Bare forward, `raysr upscale`, `raysr run` and (optionally) the official loop, side by side.
 
     Returns:
@@ -170,10 +172,10 @@ def bench_pipeline(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = 
     if images < 1 or size < 16:
         raise ValueError(f"need images >= 1 and size >= 16, got images={images}, size={size}")
     loaded = load_model(model, weights_dir)
-    options = EngineOptions(tile=tile, precision=precision)
+    options = EngineOptions(tile=tile, precision=precision, compile=compile)
     device = pick_device(options.device)
     results: dict = {"machine": machine_line(device), "model": loaded.spec.name, "images": images,
-                     "input": f"{size}x{size}", "tile": tile or "untiled",
+                     "input": f"{size}x{size}", "tile": tile or "untiled", "compile": compile,
                      "machine_load_before": machine_load()}
     with tempfile.TemporaryDirectory(prefix="raysr-bench-") as tmp:
         work = Path(tmp)

@@ -34,6 +34,10 @@ class EngineOptions(BaseModel):
         alpha: how an alpha channel is upscaled: through the ``model`` (as a
             3-channel image) or with a ``classical`` bilinear filter.
         denoise_strength: for models with a denoise partner (realesr-general-x4v3).
+        compile: run the model through ``torch.compile`` (inductor, static shapes).
+            Pays off on long runs of same-size windows (a fixed ``tile``, video
+            frames); each new window shape compiles again. Falls back to eager
+            when compilation fails. Same precision, so not part of the settings hash.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -49,6 +53,7 @@ class EngineOptions(BaseModel):
     outscale: float | None = Field(default=None, gt=0, le=16)
     alpha: Literal["model", "classical"] = "model"
     denoise_strength: float | None = Field(default=None, ge=0, le=1)
+    compile: bool = False
 
     @model_validator(mode="after")
     def _check_tile(self) -> "EngineOptions":
@@ -58,4 +63,4 @@ class EngineOptions(BaseModel):
 
     def settings(self) -> dict:
         """The options that change output pixels, for the manifest's settings hash."""
-        return self.model_dump(exclude={"device", "tile_batch", "min_tile"})
+        return self.model_dump(exclude={"device", "tile_batch", "min_tile", "compile"})

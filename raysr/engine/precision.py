@@ -17,13 +17,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+_LOG = logging.getLogger(__name__)
 
 
 class PrecisionError(ValueError):
@@ -130,6 +133,38 @@ def prepare_module(module: torch.nn.Module, plan: PrecisionPlan) -> torch.nn.Mod
     if plan.channels_last:
         module = module.to(memory_format=torch.channels_last)
     return module.eval()
+
+
+class CompiledForward:
+    """``torch.compile`` of a prepared module, falling back to the eager module for good
+    when compilation fails (no C++ compiler, an operator inductor cannot lower).
+
+    Shapes are static (``dynamic=False``): the engine's windows have one size per image
+    and tile setting, so a fixed ``tile`` compiles once; each new window shape compiles
+    again (up to torch's recompile limit, after which torch itself runs eagerly).
+    CUDA graphs are not used: at the window sizes that matter kernels run for
+    milliseconds, so launch overhead is small, and graphs would pin a memory pool per shape.
+
+    Attributes:
+        eager: the module as prepared by :func:`prepare_module`.
+        failure: why compilation was given up, or ``None``.
+    """
+
+    def __init__(self, module: torch.nn.Module, backend: str | Callable = "inductor") -> None:
+        self.eager = module
+        self.failure: str | None = None
+        self._compiled = torch.compile(module, dynamic=False, backend=backend)
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.failure is None:
+            try:
+                return self._compiled(inputs)
+            except Exception as error:  # noqa: BLE001 - any compiler failure: run eagerly
+                if is_out_of_memory(error):
+                    raise
+                self.failure = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+                _LOG.warning("torch.compile failed, running eagerly from now on (%s)", self.failure)
+        return self.eager(inputs)
 
 
 def fp32_twin(module: torch.nn.Module, plan: PrecisionPlan) -> torch.nn.Module:

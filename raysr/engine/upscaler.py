@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from raysr.engine.options import EngineOptions
 from raysr.engine.precision import (
+    CompiledForward,
     PrecisionPlan,
     configure_determinism,
     fp32_twin,
@@ -92,6 +93,7 @@ class Upscaler:
         self.device = pick_device(self.options.device)
         self.plan: PrecisionPlan | None = None
         self._module: torch.nn.Module | None = None
+        self._call: torch.nn.Module | CompiledForward | None = None
         self._twin: torch.nn.Module | None = None
         self._fallback_tiles = 0
         self._deadline: float | None = None
@@ -101,12 +103,18 @@ class Upscaler:
             )
             configure_determinism(self.device)
             self._module = prepare_module(model.module, self.plan)
+            self._call = CompiledForward(self._module) if self.options.compile else self._module
             self._in_channels = int(model.spec.extra.get("input_channels", 3))
 
     # -- public ----------------------------------------------------------------
     @property
     def precision(self) -> str:
         return self.plan.name if self.plan else "fp32"
+
+    @property
+    def compiled(self) -> bool:
+        """True while the model runs through ``torch.compile`` (asked for and not given up)."""
+        return isinstance(self._call, CompiledForward) and self._call.failure is None
 
     def upscale(self, image: np.ndarray, timeout_s: float | None = None) -> UpscaleResult:
         """Upscale an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) uint8/uint16 RGB(A) image.
@@ -226,7 +234,7 @@ class Upscaler:
         if plan.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), plan.autocast():
-            outputs = self._module(inputs)
+            outputs = self._call(inputs)
         outputs = outputs.float()
         if plan.check_finite:
             bad = ~torch.isfinite(outputs).flatten(1).all(dim=1)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from raysr.engine.precision import (
+    CompiledForward,
     PrecisionError,
     cpu_supports_bf16,
     is_out_of_memory,
@@ -63,3 +64,30 @@ def test_bf16_autocast_really_computes_in_bf16():
     plan = plan_precision("bf16", CPU)
     with torch.inference_mode(), plan.autocast():
         assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.bfloat16
+
+
+def _backend_without_lowering(graph_module, example_inputs):
+    raise RuntimeError("this operator has no inductor lowering")
+
+
+def test_compiled_forward_matches_eager():
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.LeakyReLU(0.2),
+                                 torch.nn.Conv2d(8, 3, 3, padding=1)).eval()
+    inputs = torch.rand(2, 3, 12, 10)
+    compiled = CompiledForward(module)
+    with torch.inference_mode():
+        expected, got = module(inputs), compiled(inputs)
+    assert compiled.failure is None
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_failure_falls_back_to_eager_for_good():
+    module = torch.nn.Conv2d(3, 3, 3, padding=1).eval()
+    compiled = CompiledForward(module, backend=_backend_without_lowering)
+    inputs = torch.rand(1, 3, 8, 8)
+    with torch.inference_mode():
+        first = compiled(inputs)
+        assert compiled.failure and "no inductor lowering" in compiled.failure
+        torch.testing.assert_close(first, module(inputs))
+        torch.testing.assert_close(compiled(inputs), module(inputs))  # no second compile attempt

@@ -166,3 +166,14 @@ def test_engine_does_not_import_ray():
 
     code = "import raysr.engine, raysr.models.load, sys; assert 'ray' not in sys.modules, 'ray imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_compiled_engine_matches_eager(compact):
+    image = _image((40, 36, 3), seed=5)
+    options = EngineOptions(precision="fp32", tile=16, tile_pad=4)
+    eager = Upscaler(compact, options).upscale(image).image
+    compiled = Upscaler(compact, options.model_copy(update={"compile": True}))
+    result = compiled.upscale(image)
+    assert compiled.compiled
+    assert np.abs(result.image.astype(int) - eager.astype(int)).max() <= 1
+    assert options.settings() == options.model_copy(update={"compile": True}).settings()
