@@ -240,15 +240,18 @@ def bench_forward(model: str = "RealESRGAN_x4plus", size: tuple[int, int] = (512
                      "precision": plan.name, "channels_last": plan.channels_last,
                      "macs_per_input_px_m": round(macs / (height * width * batch) / 1e6, 2)}
     variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"eager": module}
-    if device.type == "cuda":  # what the engine's fixed cuDNN choice (configure_determinism) costs
+    if device.type == "cuda":  # the engine runs deterministic (configure_determinism); autotuned for contrast
+        variants["eager_deterministic"] = module
         variants["eager_cudnn_benchmark"] = module
     if plan.channels_last:  # what NHWC buys over NCHW
         nchw = copy.deepcopy(module).to(memory_format=torch.contiguous_format)
         variants["eager_nchw"] = lambda batch: nchw(batch.contiguous())
     if compile:
         variants["compiled"] = CompiledForward(module)
+    cudnn_flags = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
     for name, call in variants.items():
         torch.backends.cudnn.benchmark = name == "eager_cudnn_benchmark"
+        torch.backends.cudnn.deterministic = name == "eager_deterministic"
 
         def forward(call=call) -> None:
             with torch.inference_mode(), plan.autocast():
@@ -264,6 +267,7 @@ def bench_forward(model: str = "RealESRGAN_x4plus", size: tuple[int, int] = (512
         results[f"{name}_gmacs_per_s"] = round(macs / seconds / 1e9, 1)
         if isinstance(call, CompiledForward) and call.failure:
             results["compile_failure"] = call.failure
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn_flags
     if device.type == "cuda":
         results["cuda_max_allocated_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     peaks = gemm_peaks(device)

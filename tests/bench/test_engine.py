@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from factories import compact_state, rrdbnet_state
-from raysr.bench.engine import gemm_peak_gmacs, macs_per_input_px, window_plan
+from raysr.bench.engine import bench_forward, gemm_peak_gmacs, macs_per_input_px, window_plan
 from raysr.engine import EngineOptions
 from raysr.models.load import load_model
 
@@ -29,3 +29,13 @@ def test_macs_per_pixel_counts_convolutions(save_state):
 
 def test_gemm_peak_is_positive():
     assert gemm_peak_gmacs(torch.float32, torch.device("cpu"), size=64, repeats=1) > 0
+
+
+def test_bench_forward_times_eager_nchw_and_compiled(save_state):
+    path = save_state(compact_state(num_conv=1, num_feat=4), "compact.pth")
+    report = bench_forward(str(path), size=(24, 32), batch=2, repeats=1)
+    assert report["input"] == "2x32x24"
+    expected = {"eager", "compiled"} | ({"eager_nchw"} if report["channels_last"] else set())
+    assert {name for name in expected if report[f"{name}_items_per_s"] > 0} == expected
+    assert "compile_failure" not in report
+    assert not torch.backends.cudnn.deterministic  # flags put back
