@@ -152,7 +152,7 @@ def _center_face(faces: list[Face], shape: tuple[int, int]) -> int:
 
 def restore_faces(input_rgb: np.ndarray, background_rgb: np.ndarray, restorer: Restorer,
                   detector: FaceDetector, embedder: FaceEmbedder, options: FacesSpec,
-                  skip: Iterable[int] = ()) -> tuple[np.ndarray, list[FaceRecord]]:
+                  skip: Iterable[int] = (), faces: list[Face] | None = None) -> tuple[np.ndarray, list[FaceRecord]]:
     """Detect faces on the input, restore them, paste them into the background output.
 
     Args:
@@ -166,6 +166,8 @@ def restore_faces(input_rgb: np.ndarray, background_rgb: np.ndarray, restorer: R
         options: ``fidelity``, ``only_center_face``, ``min_face_px``,
             ``identity_threshold`` (``None`` turns the guard off).
         skip: face indices to leave as the background model made them.
+        faces: faces already found on the input (video: tracked and smoothed by
+            :class:`raysr.faces.track.FaceTracker`); ``None`` runs ``detector``.
 
     Returns:
         ``(image, records)``: ``image`` has the background's shape and dtype;
@@ -186,8 +188,9 @@ def restore_faces(input_rgb: np.ndarray, background_rgb: np.ndarray, restorer: R
     # 1. Detect on an 8-bit copy; index faces left to right so `faces.skip` is stable across runs.
     #    Faces down to the cascade's native 24 px are found at no extra cost and
     #    recorded as too_small; below that only when min_face_px asks for them.
-    detect_min = min(options.min_face_px, 24)
-    faces = sorted(detector.detect(_to_u8(input_rgb), min_face_px=detect_min), key=lambda f: (f.box[0], f.box[1]))
+    if faces is None:
+        faces = detector.detect(_to_u8(input_rgb), min_face_px=min(options.min_face_px, 24))
+    faces = sorted(faces, key=lambda f: (f.box[0], f.box[1]))
     if not faces:
         return background_rgb, []
     centre = _center_face(faces, input_rgb.shape[:2]) if options.only_center_face else None

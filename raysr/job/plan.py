@@ -199,6 +199,8 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
             "timeout_s": spec.limits.item_timeout_s,
             "video": spec.video,
             "diffusion": spec.diffusion,
+            "face_model": chain.face_model,  # video segments restore faces in this actor
+            "faces": spec.faces,
         }, spec, num_gpus)
         for member in chain.ensemble:
             branch = _in_actor_pool(branch, EnsembleMemberStage, {

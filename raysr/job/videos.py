@@ -16,8 +16,10 @@ they count items (:func:`raysr.manifest.item_rows`).
 
 from __future__ import annotations
 
+import json
 import pickle
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -49,6 +51,7 @@ class _Video:
     encoded: dict[int, EncodedSegment] = field(default_factory=dict)
     errors: dict[int, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    faces: Counter = field(default_factory=Counter)  # summed face summaries of the segments
 
     @property
     def complete(self) -> bool:
@@ -103,6 +106,10 @@ class VideoJoins:
                                  weights_sha256=row.get("weights_sha256"), weights_source=row.get("weights_source"),
                                  weights_storage=row.get("weights_storage"), node_id=row.get("node_id"),
                                  actor_id=row.get("actor_id"))
+                if row.get("face_model"):  # faces restored in this segment's frames (raysr.faces.video)
+                    video.faces.update(json.loads(row.get("faces") or "{}"))
+                    video.row.update(face_model=row["face_model"],
+                                     face_count=(video.row.get("face_count") or 0) + (row.get("face_count") or 0))
         return self._join(row["item_id"]) if video.complete else None
 
     def unfinished(self) -> list[Row]:
@@ -130,6 +137,8 @@ class VideoJoins:
                    codec=f"{result.info.codec}->{self.spec.video.codec}", output_size=output_size,
                    output_width=result.join.width, output_height=result.join.height,
                    write_s=result.join_s + result.verify_s, notes="; ".join(result.notes) or None)
+        if video.faces:
+            row["faces"] = json.dumps(dict(video.faces), separators=(",", ":"))
         return row
 
     @staticmethod

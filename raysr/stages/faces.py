@@ -8,7 +8,8 @@ It runs in an actor pool of its own, after the route's background model
 - RGBA: faces restored on RGB, the background model's alpha kept as is;
 - 16-bit: restored in float32 from the 16-bit pixels and written back as
   16-bit (the restorer's detail is 8-bit-trained, the blend keeps 16 bits);
-- video items pass through untouched (no landmark smoothing across frames yet).
+- video items pass through: their frames had their faces restored in the upscale
+  actor, with tracked, smoothed landmarks (:mod:`raysr.faces.video`).
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ class ProbeStage:
         if override:
             return override
         guess = classify_content(pixels)
-        if guess.kind == "photo" and self.spec.faces is not None and row.get("kind") == "image":
+        if guess.kind == "photo" and self.spec.faces is not None:  # videos: on their first frame
             from raysr.faces import has_faces
 
             found, reason = has_faces(pixels, self.spec.faces, self.spec.weights_dir)

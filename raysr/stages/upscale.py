@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 from raysr.engine import EngineOptions, Upscaler
-from raysr.job.spec import DiffusionSpec, VideoSpec
+from raysr.job.spec import DiffusionSpec, FacesSpec, VideoSpec
 from raysr.models.load import load_model
 from raysr.models.registry import get_spec, is_registered
 from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, worker_ids
@@ -45,18 +46,27 @@ class UpscaleStage:
     """Decode an item's bytes and run the model. Construct once per actor.
 
     Reads ``data, input_uri``; writes the output pixels and the engine's provenance.
+    In a route with a face model, video segments also get their faces restored here,
+    frame by frame (:mod:`raysr.faces.video`): frames never leave this actor, so the
+    restorer is loaded beside the model on the first such segment. Images keep the
+    restorer in a pool of its own (:class:`raysr.stages.faces.FaceStage`).
     """
 
     reads = ("data", "input_uri", "input_version")
     writes = ("pixels", "pixels_shape", "pixels_dtype", "model_arch", "weights_sha256", "weights_source",
               "weights_storage", "precision", "precision_fallback_tiles", "tile", "tile_pad", "tile_overlap",
               "upscale_s", "node_id", "actor_id", "frames_in", "frames_out", "codec", "notes", "output_width",
-              "output_height", "video_segment")
+              "output_height", "video_segment", "face_model", "face_count", "faces")
 
     def __init__(self, model: str, engine: EngineOptions, weights_dir: str | None = None,
                  timeout_s: float = 3600.0, video: VideoSpec | None = None,
-                 diffusion: DiffusionSpec | None = None) -> None:
+                 diffusion: DiffusionSpec | None = None, face_model: str | None = None,
+                 faces: FacesSpec | None = None) -> None:
         self.engine = engine
+        self.weights_dir = weights_dir
+        self.face_model = face_model
+        self.faces = faces or FacesSpec()
+        self._face_parts: tuple | None = None  # restorer, detector, embedder: built on first use
         self.timeout_s = timeout_s
         self.video = video or VideoSpec()
         if is_registered(model) and get_spec(model).arch == "diffusers":
@@ -96,14 +106,33 @@ class UpscaleStage:
                                 pix_fmt=self.video.pix_fmt)
         try:
             segment = pickle.loads(row["video_segment"])
+            video_faces = self._video_faces()
+
+            def upscale_frame(frame):
+                out = self.upscaler.upscale(frame).image
+                return video_faces.restore(frame, out) if video_faces else out
+
             with timed(row, "upscale_s"):
                 source = local_path(row["input_uri"], row.get("input_version"))  # S3: this node's copy
                 encoded = SegmentStore(row["segment_dir"]).encode(
-                    source, segment, lambda frame: self.upscaler.upscale(frame).image, options,
-                    temporal_strength=self.video.temporal_strength)
+                    source, segment, upscale_frame, options, temporal_strength=self.video.temporal_strength)
             row.update(precision=self.upscaler.precision, frames_in=segment.frame_count, frames_out=encoded.frames,
                        codec=f"{segment.info.codec}->{self.video.codec}", output_width=encoded.width,
                        output_height=encoded.height, video_segment=None)
+            if video_faces:
+                row.update(face_model=self.face_model, face_count=video_faces.restored_count,
+                           faces=json.dumps(video_faces.summary(), separators=(",", ":")))
         except Exception as error:  # noqa: BLE001
             return fail(row, "upscale", error)
         return row
+
+    def _video_faces(self):
+        """A fresh per-segment :class:`~raysr.faces.VideoFaces` in a face route, else ``None``."""
+        if self.face_model is None:
+            return None
+        from raysr.faces import FaceRestorer, VideoFaces, make_detector, make_embedder
+
+        if self._face_parts is None:
+            self._face_parts = (FaceRestorer(self.face_model, self.weights_dir),
+                                make_detector(self.faces.detector, self.weights_dir), make_embedder())
+        return VideoFaces(*self._face_parts, self.faces)

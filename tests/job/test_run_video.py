@@ -145,3 +145,57 @@ def test_a_rerun_encodes_only_the_segments_that_are_missing(ray_cluster, tmp_pat
     assert redone == [2]
     assert all(np.array_equal(got, want) for got, want in
                zip(_frames(tmp_path / "out" / "film.mkv"), _reference(root / "film.mkv", tmp_path, 0.25), strict=True))
+
+
+def _write_portrait_clip(path, frames: int, fps: int = 8, gop: int = 4) -> None:
+    """A clip of scikit-image's astronaut (a real face) drifting a pixel per frame."""
+    from skimage import data
+
+    portrait = cv2.resize(data.astronaut()[:320, 96:416], (160, 160), interpolation=cv2.INTER_AREA)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width = stream.height = 128
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"keyint": str(gop), "min-keyint": str(gop), "scenecut": "0", "preset": "ultrafast"}
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(portrait[16:144, 16 + index:144 + index]), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+
+
+def test_a_video_with_faces_restores_them_frame_by_frame_in_the_route_actor(ray_cluster, tmp_path, save_state):
+    import json
+
+    import torch
+
+    from factories import random_gfpgan_state
+
+    root = tmp_path / "in"
+    root.mkdir()
+    _write_portrait_clip(root / "family.mp4", frames=4)
+    face_model = tmp_path / "GFPGAN-random.pth"
+    torch.save({"params_ema": random_gfpgan_state()}, face_model)
+    spec = parse_spec({"name": "video-faces", "inputs": [str(root)], "output": {"path": str(tmp_path / "out")},
+                       "model": "bicubic", "engine": {"precision": "fp32"},
+                       "faces": {"model": str(face_model), "min_face_px": 16, "identity_threshold": None},
+                       "video": {"codec": "ffv1", "segment_seconds": 0.5}})
+    report = run_job(spec, progress=False)
+    assert report.counts["ok"] + report.counts["flagged"] == 1, report
+    rows = read_manifest(spec.manifest_uri).to_pylist()
+    film = next(row for row in rows if row["segment_index"] is None)
+    segments = [row for row in rows if row["segment_index"] is not None]
+    assert film["route"] == "faces" and "face(s) found" in film["route_reason"]
+    assert film["face_model"] == str(face_model) and len(segments) >= 1
+    summary = json.loads(film["faces"])
+    assert summary["frames"] == 4 and summary["frames_with_faces"] >= 3 and summary["tracks"] >= 1
+    assert film["face_count"] == summary.get("restored", 0) + summary.get("blended", 0) >= 3
+    assert sum(row["face_count"] for row in segments) == film["face_count"]
+    def frames_of(path):
+        with av.open(str(path)) as container:
+            return [frame.to_ndarray(format="rgb24").astype(np.int16) for frame in container.decode(video=0)]
+
+    restored, source = frames_of(tmp_path / "out" / "family.mp4"), frames_of(root / "family.mp4")
+    assert len(restored) == 4 and restored[0].shape == (512, 512, 3)
+    background = cv2.resize(source[0].astype(np.uint8), (512, 512), interpolation=cv2.INTER_CUBIC).astype(np.int16)
+    # the face (random-init restorer) differs from the background model's frame, the rest does not
+    assert np.abs(restored[0] - background)[180:330, 180:330].mean() > 8 * np.abs(restored[0] - background)[:48, :48].mean()
