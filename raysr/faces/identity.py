@@ -5,12 +5,10 @@ A :class:`FaceEmbedder` maps an aligned 512×512 face crop to a unit vector;
 :mod:`raysr.faces.restore` blends a restored face back toward the background
 model's face when the score falls below ``faces.identity_threshold``.
 
-Production: an ArcFace-class network (e.g. insightface's ``buffalo_l``
-``w600k_r50`` or facexlib's ``arcface``) plugs in as a ``FaceEmbedder`` whose
-``embed`` warps the crop to ArcFace's 112×112 five-point template, runs the
-net on RGB in [-1, 1] and L2-normalises its 512-d output; its weights resolve
-through the registry like every other weight. Same-person cosines are then
-~0.4–0.8 and different people ~0–0.2.
+Production: :class:`raysr.faces.arcface.ArcFaceEmbedder`, GFPGAN's ArcFace
+ResNet-18 (``arcface_resnet18.pth``), via ``make_embedder("arcface", path)``. It
+embeds the crop as GFPGAN's identity loss does: gray, the whole crop resized to
+128×128, [-1, 1]; its 512-d output is L2-normalised.
 
 Offline (tests, machines without that weight): :class:`HogFaceEmbedder`, a
 classical descriptor: histograms of oriented gradients (Dalal & Triggs, 2005)
@@ -28,10 +26,14 @@ Input crops: ``(512, 512, 3)`` float32 RGB in [0, 1], aligned to the template.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from raysr.job.spec import FacesSpec
 
 
 @runtime_checkable
@@ -86,8 +88,44 @@ def identity_score(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.dot(a, b) / norm) if norm > 1e-12 else 0.0
 
 
-def make_embedder(name: str = "hog-offline") -> FaceEmbedder:
-    """The embedder by name; only the offline ``hog-offline`` ships today."""
+#: Names :func:`make_embedder` accepts.
+EMBEDDER_NAMES = ("hog-offline", "arcface")
+
+
+def make_embedder(name: str = "hog-offline", weights_path: str | Path | None = None,
+                  device: str = "auto") -> FaceEmbedder:
+    """The embedder by name.
+
+    Args:
+        name: ``hog-offline`` (no weights) or ``arcface`` (needs ``weights_path``).
+        weights_path: GFPGAN's ``arcface_resnet18.pth`` for ``arcface``.
+        device: where ``arcface`` runs: ``auto`` (CUDA when visible, else CPU), ``cpu`` …
+
+    Raises:
+        ValueError: unknown name, or ``arcface`` without ``weights_path``, or
+            weights that do not fit (the message names the file).
+        FileNotFoundError: ``weights_path`` does not exist.
+    """
+    names = ", ".join(repr(known) for known in EMBEDDER_NAMES)
     if name == "hog-offline":
+        if weights_path is not None:
+            raise ValueError(f"face embedder 'hog-offline' takes no weights, got weights_path={weights_path!r}")
         return HogFaceEmbedder()
-    raise ValueError(f"face embedder must be 'hog-offline', got {name!r}; an ArcFace embedder is not wired yet")
+    if name == "arcface":
+        if weights_path is None:
+            raise ValueError("face embedder 'arcface' needs weights_path (GFPGAN's arcface_resnet18.pth); "
+                             f"embedders: {names}")
+        from raysr.faces.arcface import ArcFaceEmbedder
+
+        return ArcFaceEmbedder.from_file(weights_path, device=device)
+    raise ValueError(f"face embedder must be one of {names}, got {name!r}")
+
+
+def embedder_for(faces: FacesSpec, weights_dir: str | None = None) -> FaceEmbedder:
+    """The job's identity embedder: ArcFace from ``faces.identity_model`` (a path or
+    ``s3://`` URI, resolved and verified like every weight), else the offline HOG one."""
+    if faces.identity_model is None:
+        return make_embedder()
+    from raysr.weights import resolve_weights
+
+    return make_embedder("arcface", resolve_weights(faces.identity_model, weights_dir).path)

@@ -117,6 +117,9 @@ class FacesSpec(_Strict):
     only_center_face: bool = False
     min_face_px: int = Field(default=24, ge=8)  # input px; smaller faces keep the background model's pixels
     identity_threshold: float | None = Field(default=0.5, ge=-1, le=1)  # None: no identity guard
+    # Path or s3:// URI of GFPGAN's arcface_resnet18.pth (raysr/faces/arcface.py) for the identity
+    # guard; None: the offline HOG embedder. Calibrate identity_threshold for the embedder chosen.
+    identity_model: str | None = None
     skip: dict[str, list[int]] = {}  # input path (relative to its root) → face indices to leave untouched
 
 
@@ -255,7 +258,11 @@ class JobSpec(_Strict):
         if model_digests:  # weights of the chain's other models (faces, ensemble members)
             settings["model_digests"] = dict(sorted(model_digests.items()))
         if chain.face_model is not None:
-            settings["faces"] = {"model": chain.face_model, **(self.faces or FacesSpec()).model_dump(exclude={"model", "skip"})}
+            # identity_model only when set: specs written before it existed keep their hash.
+            faces = (self.faces or FacesSpec()).model_dump(exclude={"model", "skip"})
+            if faces["identity_model"] is None:
+                del faces["identity_model"]
+            settings["faces"] = {"model": chain.face_model, **faces}
         if _is_diffusion(chain.model):
             settings["diffusion"] = self.diffusion.model_dump()
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

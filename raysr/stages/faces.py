@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 import cv2
 import numpy as np
 
-from raysr.faces import FaceRestorer, make_detector, make_embedder, records_json, restore_faces
+from raysr.faces import FaceRestorer, embedder_for, make_detector, records_json, restore_faces
 from raysr.imageops._checks import merge_alpha, split_alpha
 from raysr.job.spec import FacesSpec
 from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, unpack_pixels
@@ -52,7 +52,7 @@ class FaceStage:
         self.face_model = face_model
         self.restorer = FaceRestorer(face_model, weights_dir, precision)
         self.detector = make_detector(faces.detector, weights_dir)
-        self.embedder = make_embedder()
+        self.embedder = embedder_for(faces, weights_dir)
         self.skip = {str(PurePosixPath(path)): list(indices) for path, indices in faces.skip.items()}
 
     def __call__(self, batch: Batch) -> Batch:

@@ -130,9 +130,10 @@ class UpscaleStage:
         """A fresh per-segment :class:`~raysr.faces.VideoFaces` in a face route, else ``None``."""
         if self.face_model is None:
             return None
-        from raysr.faces import FaceRestorer, VideoFaces, make_detector, make_embedder
+        from raysr.faces import FaceRestorer, VideoFaces, embedder_for, make_detector
 
         if self._face_parts is None:
             self._face_parts = (FaceRestorer(self.face_model, self.weights_dir),
-                                make_detector(self.faces.detector, self.weights_dir), make_embedder())
+                                make_detector(self.faces.detector, self.weights_dir),
+                                embedder_for(self.faces, self.weights_dir))
         return VideoFaces(*self._face_parts, self.faces)

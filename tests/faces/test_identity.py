@@ -45,3 +45,23 @@ def test_zero_vectors():
 def test_bad_shape(embedder):
     with pytest.raises(ValueError, match="aligned"):
         embedder.embed(np.zeros((512, 512), np.float32))
+
+
+def test_the_job_picks_arcface_when_identity_model_is_set(tmp_path):
+    import torch
+
+    from raysr.faces.arcface import ArcFaceEmbedder, ArcFaceResNet18
+    from raysr.faces.identity import HogFaceEmbedder, embedder_for
+    from raysr.job.spec import FacesSpec, parse_spec
+
+    path = tmp_path / "arcface_resnet18.pth"
+    torch.save(ArcFaceResNet18().state_dict(), path)
+    assert isinstance(embedder_for(FacesSpec()), HogFaceEmbedder)
+    assert isinstance(embedder_for(FacesSpec(identity_model=str(path))), ArcFaceEmbedder)
+    # Unset, it stays out of the settings hash (specs written before it keep theirs); set, it changes it.
+    base = {"name": "f", "inputs": ["in/"], "output": {"path": "out/"}, "faces": {"model": "GFPGANv1.4"}}
+    plain = parse_spec(base)
+    armed = parse_spec({**base, "faces": {"model": "GFPGANv1.4", "identity_model": str(path)}})
+    assert plain.settings_hash("faces", {}) != armed.settings_hash("faces", {})
+    with pytest.raises(Exception, match="no_such_file"):
+        embedder_for(FacesSpec(identity_model=str(tmp_path / "no_such_file.pth")))
