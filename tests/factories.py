@@ -143,3 +143,19 @@ def lpips_lin_state(seed: int = 1) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return {f"lin{level}.model.1.weight": torch.rand(1, channels, 1, 1, generator=generator) / channels
             for level, channels in enumerate((64, 192, 384, 256, 256))}
+
+
+class NanOnMarkedTiles(torch.nn.Module):
+    """Wraps a model: NaN output for windows holding a bright marker (> 0.999) while
+    ``in_low_precision(x)`` holds, the way a half-precision overflow shows up."""
+
+    def __init__(self, inner: torch.nn.Module, in_low_precision) -> None:
+        super().__init__()
+        self.inner, self.in_low_precision = inner, in_low_precision
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.in_low_precision(x):
+            marked = (x.amax(dim=(1, 2, 3)) > 0.999).view(-1, 1, 1, 1)
+            out = torch.where(marked, torch.full_like(out, float("nan")), out)
+        return out

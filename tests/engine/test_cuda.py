@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from factories import compact_state
+from factories import NanOnMarkedTiles, compact_state
 from raysr.engine import EngineOptions, Upscaler
 from raysr.imageops.metrics import psnr
 from raysr.models.load import LoadedModel, load_model
@@ -39,26 +39,11 @@ def test_auto_tile_runs_a_photo_untiled_when_the_gpu_has_room(x4plus, photo):
     assert result.tile >= max(photo.shape[:2]) and result.oom_retries == 0
 
 
-class _NanInFp16(torch.nn.Module):
-    """NaN for tiles holding a bright marker, only when run in fp16 (as an fp16 overflow would)."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        out = self.inner(x)
-        if x.dtype == torch.float16:
-            marked = (x.amax(dim=(1, 2, 3)) > 0.999).view(-1, 1, 1, 1)
-            out = torch.where(marked, torch.full_like(out, float("nan")), out)
-        return out
-
-
 def test_non_finite_fp16_tiles_rerun_in_fp32(compact):
     image = np.random.default_rng(0).integers(0, 128, (64, 64, 3)).astype(np.uint8)
     image[5, 5] = 255
-    wrapped = LoadedModel(compact.spec, _NanInFp16(compact.module), compact.weights, compact.weights_sha256,
-                          compact.arch)
+    fp16_nan = NanOnMarkedTiles(compact.module, lambda x: x.dtype == torch.float16)  # as an fp16 overflow would
+    wrapped = LoadedModel(compact.spec, fp16_nan, compact.weights, compact.weights_sha256, compact.arch)
     options = EngineOptions(precision="fp16", tile=32, tile_pad=4, tile_overlap=0)
     result = Upscaler(wrapped, options).upscale(image)
     assert result.precision == "fp16" and result.precision_fallback_tiles == 1

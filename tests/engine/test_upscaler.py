@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from factories import compact_receptive_radius, compact_state
+from factories import NanOnMarkedTiles, compact_receptive_radius, compact_state
 from raysr.engine import EngineError, EngineOptions, Upscaler
 from raysr.engine.precision import cpu_supports_bf16
 from raysr.models.load import LoadedModel, load_model
@@ -123,26 +123,12 @@ def test_out_of_memory_at_the_floor_fails_the_item_clearly(compact):
         Upscaler(wrapped, EngineOptions(precision="fp32", tile=32, min_tile=16)).upscale(_image((40, 40, 3)))
 
 
-class _NanInLowPrecision(torch.nn.Module):
-    """Returns NaN for tiles containing a bright marker, but only under bf16 autocast."""
-
-    def __init__(self, inner: torch.nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        out = self.inner(x)
-        if torch.is_autocast_enabled("cpu"):
-            marked = (x.amax(dim=(1, 2, 3)) > 0.999).view(-1, 1, 1, 1)
-            out = torch.where(marked, torch.full_like(out, float("nan")), out)
-        return out
-
-
 @pytest.mark.skipif(not cpu_supports_bf16(), reason="needs a CPU with native bf16")
 def test_non_finite_tiles_rerun_in_fp32(compact):
     image = _image((64, 64, 3)) // 2
     image[5, 5] = 255  # marks the top-left tile(s) only
-    wrapped = _wrapped(compact, _NanInLowPrecision(compact.module))
+    # NaN only under bf16 autocast
+    wrapped = _wrapped(compact, NanOnMarkedTiles(compact.module, lambda x: torch.is_autocast_enabled("cpu")))
     result = Upscaler(wrapped, EngineOptions(precision="bf16", tile=32, tile_pad=4, tile_overlap=0)).upscale(image)
     assert result.precision == "bf16"
     assert result.precision_fallback_tiles == 1
