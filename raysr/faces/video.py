@@ -48,21 +48,23 @@ class VideoFaces:
         self.frames_with_faces = 0
         self.actions: Counter[str] = Counter()
 
-    def restore(self, input_frame: np.ndarray, background: np.ndarray) -> np.ndarray:
+    def restore(self, input_frame: np.ndarray, background: np.ndarray, count: bool = True) -> np.ndarray:
         """One frame: ``(h, w, 3)`` RGB input and its ``(s·h, s·w, 3)`` background-model output,
         uint8 or uint16 as decoded (:mod:`raysr.video.frames`) → the background with the faces
-        restored, same shape and dtype."""
-        self.frames += 1
+        restored, same shape and dtype. ``count=False`` for a priming frame (the one before a
+        segment, see :func:`raysr.video.segment.encode_segment`): tracked, restored, not counted."""
         frame_u8 = input_frame if input_frame.dtype == np.uint8 else (input_frame >> 8).astype(np.uint8)
         detected = self.detector.detect(frame_u8, min_face_px=min(self.options.min_face_px, 24))
+        self.frames += count
         if not detected:
             self.tracker.update([])
             return background
-        self.frames_with_faces += 1
+        self.frames_with_faces += count
         steady = self.tracker.update(detected)
         restored, records = restore_faces(input_frame, background, self.restorer, self.detector, self.embedder,
                                           self.options, faces=steady)
-        self.actions.update(record.action for record in records)
+        if count:
+            self.actions.update(record.action for record in records)
         return restored
 
     @property

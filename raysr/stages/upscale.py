@@ -108,14 +108,15 @@ class UpscaleStage:
             segment = pickle.loads(row["video_segment"])
             video_faces = self._video_faces()
 
-            def upscale_frame(frame):
+            def upscale_frame(frame, count=True):
                 out = self.upscaler.upscale(frame).image
-                return video_faces.restore(frame, out) if video_faces else out
+                return video_faces.restore(frame, out, count) if video_faces else out
 
             with timed(row, "upscale_s"):
                 source = local_path(row["input_uri"], row.get("input_version"))  # S3: this node's copy
                 encoded = SegmentStore(row["segment_dir"]).encode(
-                    source, segment, upscale_frame, options, temporal_strength=self.video.temporal_strength)
+                    source, segment, upscale_frame, options, temporal_strength=self.video.temporal_strength,
+                    warm_up_fn=lambda frame: upscale_frame(frame, count=False))
             row.update(precision=self.upscaler.precision, frames_in=segment.frame_count, frames_out=encoded.frames,
                        codec=f"{segment.info.codec}->{self.video.codec}", output_width=encoded.width,
                        output_height=encoded.height, video_segment=None)

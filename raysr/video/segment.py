@@ -75,6 +75,7 @@ def encode_segment(
     options: EncodeOptions | None = None,
     output: str | os.PathLike[str] | None = None,
     temporal_strength: float = 0.0,
+    warm_up_fn: UpscaleFn | None = None,
 ) -> EncodedSegment:
     """Decode ``segment`` of ``source``, upscale every frame with ``upscale_fn``, encode it.
 
@@ -86,8 +87,13 @@ def encode_segment(
         output: path for the NUT file; ``None`` keeps the bytes in memory (``.data``).
         temporal_strength: in [0, 1]; above 0 each upscaled frame is blended with the
             flow-warped previous output (:class:`raysr.video.temporal.TemporalBlender`, a new
-            one per segment: the segment's first frame is not blended); its time counts
-            in ``upscale_s``. 0 encodes ``upscale_fn``'s frames as they come.
+            one per segment); its time counts in ``upscale_s``. 0 encodes ``upscale_fn``'s
+            frames as they come. So that a segment's first frame is blended too, the frame
+            before the segment (the previous segment's last, decoded from its keyframe) is
+            upscaled first, not encoded, to prime the blender: segments stay independent, and
+            one segment's output does not depend on how the video was cut into workers.
+        warm_up_fn: what upscales that priming frame; ``None`` = ``upscale_fn`` (a caller
+            that counts frames inside ``upscale_fn`` passes a variant that does not count).
 
     Raises:
         VideoError: ``corrupt`` (decode failed or frames missing), ``bad_upscale_output``,
@@ -111,6 +117,13 @@ def encode_segment(
             yield rgb, frame.pts
             mark = time.perf_counter()
 
+    if blender is not None:
+        started = time.perf_counter()
+        previous = _frame_before(source, segment)
+        if previous is not None:
+            rgb = frame_to_rgb(previous, conversion)
+            blender(rgb, encoder.check((warm_up_fn or upscale_fn)(rgb)))
+        upscale_s += time.perf_counter() - started
     # Decode runs ahead and encode behind the model, each in a thread (raysr.video._overlap).
     sink = BackgroundSink(lambda item: encoder.encode(*item))
     try:
@@ -172,6 +185,25 @@ def _frames(source: object, segment: Segment) -> Iterator[av.VideoFrame]:
         yield from _decode_range(source, segment, seek=segment.start_pts > segment.info.first_pts)
     except _SeekMissed:  # rare: formats without an exact index; scan from the beginning instead
         yield from _decode_range(source, segment, seek=False)
+
+
+def _frame_before(source: object, segment: Segment) -> av.VideoFrame | None:
+    """The last frame shown before ``segment`` (``None`` for the first segment, or when the
+    demuxer cannot seek back): decoded from the keyframe before the segment's start."""
+    if segment.start_pts <= segment.info.first_pts:
+        return None
+    last = None
+    with av.open(str(source), "r") as container, decoding(source, f"before segment {segment.index}"):
+        stream = container.streams[segment.info.stream_index]
+        stream.thread_type = "AUTO"
+        container.seek(segment.start_pts - 1, stream=stream, backward=True, any_frame=False)
+        for frame in container.decode(stream):  # presentation order
+            if frame.pts is None:
+                continue
+            if frame.pts >= segment.start_pts:
+                break
+            last = frame
+    return last
 
 
 def _decode_range(source: object, segment: Segment, seek: bool) -> Iterator[av.VideoFrame]:

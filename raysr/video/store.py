@@ -63,16 +63,17 @@ class SegmentStore:
         return EncodedSegment(segment=segment, path=video, data=None, **fields)
 
     def encode(self, source: str | os.PathLike[str], segment: Segment, upscale_fn: UpscaleFn,
-               options: EncodeOptions, temporal_strength: float = 0.0) -> EncodedSegment:
+               options: EncodeOptions, temporal_strength: float = 0.0,
+               warm_up_fn: UpscaleFn | None = None) -> EncodedSegment:
         """Encode ``segment`` into the store (file first, then its record; each published whole).
 
-        ``temporal_strength``: see :func:`raysr.video.segment.encode_segment`.
+        ``temporal_strength``, ``warm_up_fn``: see :func:`raysr.video.segment.encode_segment`.
         """
         video, record_uri = self._uris(segment)
         work = Path(tempfile.mkdtemp(prefix=".raysr-segment-", dir=None if self.remote else self._local_folder()))
         try:
             partial = work / Path(video).name
-            encoded = encode_segment(source, segment, upscale_fn, options, partial, temporal_strength)
+            encoded = encode_segment(source, segment, upscale_fn, options, partial, temporal_strength, warm_up_fn)
             size = publish_file(partial, video)
         finally:
             shutil.rmtree(work, ignore_errors=True)

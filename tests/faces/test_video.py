@@ -85,3 +85,11 @@ def test_16_bit_frames_stay_16_bit(astronaut, detector, embedder):
     frame = astronaut.astype(np.uint16) * 257
     outputs, faces = run([frame], detector, embedder, smoothing=0.7)
     assert outputs[0].dtype == np.uint16 and faces.restored_count == 1
+
+
+def test_a_priming_frame_is_tracked_but_not_counted(still_frames, detector, embedder):
+    faces = VideoFaces(PatternRestorer(), detector, embedder, FacesSpec(fidelity=0.0, identity_threshold=None))
+    faces.restore(still_frames[0], upscale2(still_frames[0]), count=False)
+    assert faces.summary() == {"frames": 0, "frames_with_faces": 0, "tracks": 1}
+    faces.restore(still_frames[1], upscale2(still_frames[1]))
+    assert faces.summary()["frames"] == 1 and faces.summary()["tracks"] == 1  # the primed track continues
