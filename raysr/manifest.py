@@ -62,7 +62,9 @@ SCHEMA = pa.schema(
         ("ensemble", pa.string()),  # JSON list: model, weight, weights sha256 of each blended output
         ("face_model", pa.string()),
         ("face_count", pa.int32()),
-        ("faces", pa.string()),  # JSON list: box, detector score, identity score, action per face
+        # images: JSON list (box, detector score, identity score, action per face);
+        # videos: JSON counts (frames, frames with faces, tracks, faces per action; raysr.faces.video)
+        ("faces", pa.string()),
         ("settings_hash", pa.string()),
         ("output_uri", pa.string()),
         ("output_size", pa.int64()),
