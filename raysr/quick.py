@@ -24,6 +24,11 @@ from raysr.sources.decode import DecodeError, decode_image
 from raysr.sources.listing import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputItem, is_video, list_local, output_extension
 
 
+_IO_THREADS = min(4, os.cpu_count() or 1)  # decode/encode threads beside the model
+_READ_AHEAD = 2  # images decoded ahead of the model
+_ITEM_ERRORS = (DecodeError, EngineError, OSError, ValueError)  # UnsafePathError is a ValueError
+
+
 @dataclass
 class QuickReport:
     """Counts of a `raysr upscale` run; ``failures`` holds one line per failed file."""
@@ -52,6 +57,10 @@ def _targets(input_path: Path, output_path: Path, extension: str) -> list[tuple[
         (item, f"{item.uri}: same output as {collisions[item.uri]}; rename one of them" if item.uri in collisions else target)
         for item, target in planned
     ]
+
+
+def _read_image(item: InputItem):
+    return decode_image(Path(item.uri).read_bytes(), item.uri)
 
 
 def upscale_path(
@@ -87,7 +96,7 @@ def upscale_path(
         if on_error:
             on_error(line)
 
-    def encode_and_write(item: InputItem, target: Path, decoded, result) -> None:
+    def encode_and_write(target: Path, decoded, result) -> None:
         scale = result.image.shape[0] / decoded.pixels.shape[0]
         encoded = encode_image(result.image, fmt, quality, decoded.metadata, scale,
                                tag=f"raysr model={model.spec.name} precision={result.precision}")
@@ -123,7 +132,7 @@ def upscale_path(
                     continue
                 decoded = pending_reads.pop(index).result()
                 result = upscaler.upscale(decoded.pixels)
-                writes.append((item, pool.submit(encode_and_write, item, target, decoded, result)))
+                writes.append((item, pool.submit(encode_and_write, target, decoded, result)))
                 while len(writes) > _IO_THREADS:
                     settle(*writes.popleft())
             except _ITEM_ERRORS as error:
@@ -132,11 +141,3 @@ def upscale_path(
             settle(*writes.popleft())
     return report
 
-
-_IO_THREADS = min(4, os.cpu_count() or 1)
-_READ_AHEAD = 2
-_ITEM_ERRORS = (DecodeError, EngineError, OSError, ValueError)  # UnsafePathError is a ValueError
-
-
-def _read_image(item: InputItem):
-    return decode_image(Path(item.uri).read_bytes(), item.uri)
