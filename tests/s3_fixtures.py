@@ -123,7 +123,8 @@ class FaultProxy:
     * ``slow``: forwarded after a 0.2-0.6 s pause;
     * ``reset``: the body is read, then the connection is reset (TCP RST), no reply;
     * ``truncate`` (GETs only): the store's reply with every header but half the
-      body, then a reset.
+      body, then a reset; drawn for a reply with nothing to cut (an error status, an
+      empty body), it moves to the next GET.
 
     Only faults that the request never reached the store (or read-only GETs) are
     injected, as a real store's 5xx or a dropped connection would; ``faults``
@@ -158,6 +159,7 @@ class FaultProxy:
             raise ValueError(f"kinds must be from {FAULT_KINDS} and rate in [0, 1], got {kinds}, {rate}")
         with self._lock:
             self.faults: Counter = Counter()
+            self._truncate_owed = False
             self.requests = 0
             self.max_faults = max_faults if rate > 0 else 0
             self._random = random.Random(seed)
@@ -194,6 +196,10 @@ class FaultProxy:
         with self._lock:
             index = self.requests
             self.requests += 1
+            if self._truncate_owed and method == "GET" and self.max_faults > 0:
+                self._truncate_owed = False  # owed by a truncation that found nothing to cut
+                self.faults["truncate"] += 1
+                return "truncate"
             if self.total_faults >= self.max_faults or index % self._period != self._offset:
                 return None
             # The first kind in turn that fits this request (``truncate`` waits for a GET).
@@ -209,9 +215,12 @@ class FaultProxy:
         with self._lock:
             return self._random.uniform(0.2, 0.6)
 
-    def uncount(self, kind: str) -> None:
+    def truncate_later(self) -> None:
+        """The drawn truncation met a reply with nothing to cut (an error status, an empty
+        body): uncount it and truncate the next GET instead, so every kind still happens."""
         with self._lock:
-            self.faults[kind] -= 1
+            self.faults["truncate"] -= 1
+            self._truncate_owed = True
 
 
 class _ProxyHandler(http.server.BaseHTTPRequestHandler):
@@ -292,7 +301,7 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             time.sleep(self.owner.pause())
         status, headers, reply = self._forward(body)
         if kind == "truncate" and (status != 200 or len(reply) < 2):
-            self.owner.uncount(kind)  # nothing to cut: the draw did not become a fault
+            self.owner.truncate_later()  # nothing to cut here: the next GET is cut instead
             kind = None
         self._send(status, headers, reply, truncate=kind == "truncate")
 
