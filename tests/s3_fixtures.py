@@ -124,7 +124,7 @@ class FaultProxy:
     * ``reset``: the body is read, then the connection is reset (TCP RST), no reply;
     * ``truncate`` (GETs only): the store's reply with every header but half the
       body, then a reset; drawn for a reply with nothing to cut (an error status, an
-      empty body), it moves to the next GET.
+      empty body), it is not counted and the next GET is truncated instead.
 
     Only faults that the request never reached the store (or read-only GETs) are
     injected, as a real store's 5xx or a dropped connection would; ``faults``

@@ -130,10 +130,11 @@ def test_s3_job_through_faulty_store_loses_nothing(ray_cluster, s3_bucket, s3_pr
     assert first.listed == 12 and not first.missing
     assert first.counts["ok"] + first.counts["flagged"] == 12, first.counts  # nothing lost
     assert second.counts["skipped"] == 12, second.counts  # the manifest read back through faults too
-    # One request in every round(1 / 0.15) = 7 draws a fault; a truncation drawn for a reply with
-    # nothing to cut (an error status, an empty body) moves to the next GET, and one still owed
-    # when the block ends is not counted, so allow two short.
-    assert proxy.total_faults >= proxy.requests // 7 - 2 and set(+proxy.faults) == set(FAULT_KINDS)
+    # One request in every round(1 / 0.15) = 7 draws a fault. A truncation drawn for a reply with
+    # nothing to cut (an error status, an empty body) is not counted and waits for the next GET,
+    # which the run's order of requests can make several draws in a row: ask for half the rate,
+    # and every kind.
+    assert proxy.total_faults >= proxy.requests // 7 // 2 and set(+proxy.faults) == set(FAULT_KINDS)
     table = read_manifest(spec.manifest_uri)
     assert table.num_rows == 24
     for row in table.filter(pc.equal(table["run_id"], first.run_id)).to_pylist():
