@@ -176,3 +176,16 @@ def test_manifest_round_trip_through_faults(s3_bucket, s3_proxy):
     assert proxy.total_faults >= 4
     assert [key for key, _ in s3.list_prefix(f"s3://{s3_bucket}/")] == [
         key for key, _ in s3.list_prefix(f"{uri}/run_id=r1/")], "one part file, no folder markers"
+
+
+@pytest.mark.parametrize("kind", ["truncate", "reset"])
+def test_manifest_read_survives_cut_and_reset_replies(s3_bucket, s3_proxy, kind):
+    """Reading a manifest (pyarrow's S3 filesystem, raysr's retry policy) rides out a body cut
+    mid-transfer and a connection reset on its first requests."""
+    uri = f"s3://{s3_bucket}/{kind}/_raysr/manifest"
+    writer = ManifestWriter(uri, job_id="job", run_id="r1")
+    writer.append([new_row(item_id=str(index), status="ok") for index in range(20)])
+    writer.flush()
+    with s3_proxy.faults_on(rate=1.0, seed=5, max_faults=3, kinds=(kind,)) as proxy:
+        table = read_manifest(uri)
+    assert table.num_rows == 20 and proxy.faults[kind] >= 1
