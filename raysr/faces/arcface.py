@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from raysr.engine.precision import pick_device
+from raysr.models.load import load_state_strictly
 
 #: GFPGAN's release of the weights this network loads.
 WEIGHTS_URL = "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/arcface_resnet18.pth"
@@ -89,31 +90,6 @@ class ArcFaceResNet18(nn.Module):
         return self.bn5(self.fc5(torch.flatten(x, 1)))
 
 
-def load_state_checked(net: nn.Module, state: Mapping[str, torch.Tensor], origin: str) -> None:
-    """Strip ``module.``, fill absent BN counters, check names and shapes, then load strictly.
-
-    Raises:
-        ValueError: keys missing/unexpected or a tensor of the wrong shape; the
-            message names ``origin`` and the fix.
-    """
-    state = {(key[len("module."):] if key.startswith("module.") else key): value for key, value in state.items()}
-    expected = net.state_dict()
-    for key, value in expected.items():  # counters are absent from pre-0.4.1 checkpoints; unused in eval
-        if key.endswith(".num_batches_tracked") and key not in state:
-            state[key] = value
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        found = [f"{len(names)} keys {kind} (e.g. {', '.join(names[:3])})"
-                 for kind, names in (("missing", missing), ("unexpected", unexpected)) if names]
-        raise ValueError(f"{origin} is not an ArcFace ResNet-18 state dict: {'; '.join(found)}. {_FIX}")
-    wrong = [f"{key} {tuple(state[key].shape)} != {tuple(value.shape)}"
-             for key, value in expected.items() if tuple(state[key].shape) != tuple(value.shape)]
-    if wrong:
-        raise ValueError(f"{origin}: tensors do not fit ArcFace ResNet-18 ({len(wrong)} wrong shapes, e.g. "
-                         f"{'; '.join(wrong[:3])}). {_FIX}")
-    net.load_state_dict(state, strict=True)
-
-
 def load_arcface(path: str | Path) -> ArcFaceResNet18:
     """Read ``arcface_resnet18.pth`` (``weights_only``) into an eval-mode FP32 CPU network.
 
@@ -133,7 +109,7 @@ def load_arcface(path: str | Path) -> ArcFaceResNet18:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors. {_FIX}")
     net = ArcFaceResNet18()
-    load_state_checked(net, state, str(path))
+    load_state_strictly(net, state, str(path), "ArcFace ResNet-18", _FIX, ValueError)
     return net.eval().requires_grad_(False)
 
 

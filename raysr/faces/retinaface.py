@@ -45,7 +45,7 @@ from torch import nn
 from raysr.engine.precision import pick_device
 from raysr.faces.detect import DetectorError, Face
 from raysr.imageops._checks import check_image
-from raysr.models.load import ModelLoadError, read_state_dict
+from raysr.models.load import ModelLoadError, load_state_strictly, read_state_dict
 from raysr.models.registry import get_spec
 from raysr.weights.resolve import WeightsError, resolve_weights
 
@@ -230,27 +230,6 @@ def _rgb_u8(image: np.ndarray) -> np.ndarray:
     return image[..., :3]
 
 
-def _load_checked(net: RetinaFaceNet, state: Mapping[str, torch.Tensor], origin: str) -> None:
-    """Strip ``module.``, fill absent BN counters, then ``load_state_dict(strict=True)``."""
-    state = {(key[len("module."):] if key.startswith("module.") else key): value for key, value in state.items()}
-    expected = net.state_dict()
-    for key, value in expected.items():  # counters are absent from pre-0.4.1 checkpoints; unused in eval
-        if key.endswith(".num_batches_tracked") and key not in state and key[:-19] + "running_mean" in state:
-            state[key] = value
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        found = [f"{len(names)} keys {kind} (e.g. {', '.join(names[:3])})"
-                 for kind, names in (("missing", missing), ("unexpected", unexpected)) if names]
-        raise DetectorError(
-            f"{origin} is not a RetinaFace ResNet-50 state dict (facexlib's detection_Resnet50_Final.pth): "
-            f"{'; '.join(found)}. {_FIX}")
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as error:  # shape mismatches
-        detail = " ".join(str(error).split("\n\t")[1:3])
-        raise DetectorError(f"{origin}: tensors do not fit RetinaFace ResNet-50 ({detail}). {_FIX}") from None
-
-
 class RetinaFaceDetector:
     """facexlib's RetinaFace (ResNet-50) behind the :class:`~raysr.faces.detect.FaceDetector` interface.
 
@@ -283,7 +262,8 @@ class RetinaFaceDetector:
         self.score_threshold, self.nms_threshold, self.max_side = score_threshold, nms_threshold, max_side
         self.device = pick_device(str(device))
         self.net = RetinaFaceNet()
-        _load_checked(self.net, state_dict, origin)
+        load_state_strictly(self.net, state_dict, origin,
+                            "RetinaFace ResNet-50 (facexlib's detection_Resnet50_Final.pth)", _FIX, DetectorError)
         self.net.to(device=self.device, dtype=torch.float32).eval().requires_grad_(False)
 
     @classmethod

@@ -7,6 +7,7 @@ code runs) and hands the tensors to spandrel.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -51,6 +52,33 @@ class LoadedModel:
     @property
     def is_classical(self) -> bool:
         return self.module is None
+
+
+def load_state_strictly(net: torch.nn.Module, state: Mapping[str, torch.Tensor], origin: str, arch: str,
+                        fix: str, error: type[Exception] = ModelLoadError) -> None:
+    """Load a checkpoint's tensors into a network raysr defines itself (not via spandrel), exactly.
+
+    A ``module.`` prefix (DataParallel) is stripped and BatchNorm counters absent from
+    pre-0.4.1 checkpoints are filled in (unused in eval). Missing or unexpected keys and
+    wrong shapes raise ``error``, naming ``origin``, ``arch`` and ``fix``.
+    """
+    state = {(key[len("module."):] if key.startswith("module.") else key): value for key, value in state.items()}
+    expected = net.state_dict()
+    for key, value in expected.items():
+        if key.endswith(".num_batches_tracked") and key not in state \
+                and key[:-len("num_batches_tracked")] + "running_mean" in state:
+            state[key] = value
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        found = [f"{len(names)} keys {kind} (e.g. {', '.join(names[:3])})"
+                 for kind, names in (("missing", missing), ("unexpected", unexpected)) if names]
+        raise error(f"{origin} is not a state dict of {arch}: {'; '.join(found)}. {fix}")
+    wrong = [f"{key} {tuple(state[key].shape)} != {tuple(value.shape)}"
+             for key, value in expected.items() if tuple(state[key].shape) != tuple(value.shape)]
+    if wrong:
+        raise error(f"{origin}: tensors do not fit {arch} ({len(wrong)} wrong shapes, e.g. "
+                    f"{'; '.join(wrong[:3])}). {fix}")
+    net.load_state_dict(state, strict=True)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
