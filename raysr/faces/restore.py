@@ -150,6 +150,15 @@ def _center_face(faces: list[Face], shape: tuple[int, int]) -> int:
     return int(np.argmin(distances))
 
 
+def detect_faces(input_rgb: np.ndarray, detector: FaceDetector, options: FacesSpec) -> list[Face]:
+    """Faces on an ``(h, w, 3)`` uint8/uint16/float32 RGB input, detected on an 8-bit copy.
+
+    Faces down to the cascade's native 24 px are found at no extra cost (and later
+    recorded as too_small); below that only when ``options.min_face_px`` asks for them.
+    """
+    return detector.detect(_to_u8(input_rgb), min_face_px=min(options.min_face_px, 24))
+
+
 def restore_faces(input_rgb: np.ndarray, background_rgb: np.ndarray, restorer: Restorer,
                   detector: FaceDetector, embedder: FaceEmbedder, options: FacesSpec,
                   skip: Iterable[int] = (), faces: list[Face] | None = None) -> tuple[np.ndarray, list[FaceRecord]]:
@@ -185,11 +194,9 @@ def restore_faces(input_rgb: np.ndarray, background_rgb: np.ndarray, restorer: R
     if abs(background_rgb.shape[1] - input_rgb.shape[1] * scale) > max(scale, 1.0) + 1:
         raise ValueError(f"background {background_rgb.shape[:2]} is not a uniform upscale of input "
                          f"{input_rgb.shape[:2]}; faces need the background model's output at one scale")
-    # 1. Detect on an 8-bit copy; index faces left to right so `faces.skip` is stable across runs.
-    #    Faces down to the cascade's native 24 px are found at no extra cost and
-    #    recorded as too_small; below that only when min_face_px asks for them.
+    # 1. Detect (unless given); index faces left to right so `faces.skip` is stable across runs.
     if faces is None:
-        faces = detector.detect(_to_u8(input_rgb), min_face_px=min(options.min_face_px, 24))
+        faces = detect_faces(input_rgb, detector, options)
     faces = sorted(faces, key=lambda f: (f.box[0], f.box[1]))
     if not faces:
         return background_rgb, []

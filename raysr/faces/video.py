@@ -18,7 +18,7 @@ import numpy as np
 
 from raysr.faces.detect import FaceDetector
 from raysr.faces.identity import FaceEmbedder
-from raysr.faces.restore import Restorer, restore_faces
+from raysr.faces.restore import Restorer, detect_faces, restore_faces
 from raysr.faces.track import FaceTracker
 
 if TYPE_CHECKING:
@@ -53,8 +53,7 @@ class VideoFaces:
         uint8 or uint16 as decoded (:mod:`raysr.video.frames`) → the background with the faces
         restored, same shape and dtype. ``count=False`` for a priming frame (the one before a
         segment, see :func:`raysr.video.segment.encode_segment`): tracked, restored, not counted."""
-        frame_u8 = input_frame if input_frame.dtype == np.uint8 else (input_frame >> 8).astype(np.uint8)
-        detected = self.detector.detect(frame_u8, min_face_px=min(self.options.min_face_px, 24))
+        detected = detect_faces(input_frame, self.detector, self.options)
         self.frames += count
         if not detected:
             self.tracker.update([])
