@@ -135,6 +135,13 @@ def window_plan(loaded: LoadedModel, options: EngineOptions, height: int, width:
             "window_px_over_image_px": round(windows * window[0] * window[1] / (height * width), 3)}
 
 
+def _random_inputs(loaded: LoadedModel, plan: PrecisionPlan, window: tuple[int, int], batch: int) -> torch.Tensor:
+    """(batch, C, *window) uniform [0, 1) inputs in ``plan``'s dtype, device and memory format."""
+    channels = int(loaded.spec.extra.get("input_channels", 3))
+    inputs = torch.rand(batch, channels, *window, device=plan.device).to(plan.input_dtype)
+    return inputs.contiguous(memory_format=torch.channels_last) if plan.channels_last else inputs
+
+
 def bare_forward(loaded: LoadedModel, plan: PrecisionPlan, window: tuple[int, int], batch: int = 1,
                  repeats: int = 3, compile: bool = False) -> float:
     """Median seconds of one bare model call on a (batch, C, *window) input in ``plan``'s precision
@@ -142,10 +149,7 @@ def bare_forward(loaded: LoadedModel, plan: PrecisionPlan, window: tuple[int, in
     module = prepare_module(loaded.module, plan)
     if compile:
         module = CompiledForward(module)
-    channels = int(loaded.spec.extra.get("input_channels", 3))
-    inputs = torch.rand(batch, channels, *window, device=plan.device).to(plan.input_dtype)
-    if plan.channels_last:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    inputs = _random_inputs(loaded, plan, window, batch)
 
     def forward() -> None:
         with torch.inference_mode(), plan.autocast():
@@ -231,10 +235,7 @@ def bench_forward(model: str = "RealESRGAN_x4plus", size: tuple[int, int] = (512
     plan = plan_precision(precision, device, loaded.supports_fp16, loaded.supports_bf16)
     module = prepare_module(loaded.module, plan)
     height, width = size
-    channels = int(loaded.spec.extra.get("input_channels", 3))
-    inputs = torch.rand(batch, channels, height, width, device=device).to(plan.input_dtype)
-    if plan.channels_last:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    inputs = _random_inputs(loaded, plan, size, batch)
     macs = macs_per_input_px(loaded) * height * width * batch
     results: dict = {"machine": machine_line(device), "model": loaded.spec.name, "input": f"{batch}x{width}x{height}",
                      "precision": plan.name, "channels_last": plan.channels_last,
