@@ -14,10 +14,29 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+source"
 
-from raysr.engine import EngineError, EngineOptions, Upscaler, UpscaleResult  # noqa: E402
-from raysr.models.load import LoadedModel, load_model  # noqa: E402
-from raysr.models.registry import REGISTRY, ModelSpec, get_spec  # noqa: E402
-from raysr.weights import resolve_weights  # noqa: E402
+# The public names load on first use (PEP 562): a Ray worker that only reads, hashes or
+# encodes files imports ``raysr.stages.read`` without paying for torch and spandrel.
+_LAZY = {
+    "EngineError": "raysr.engine.upscaler",
+    "EngineOptions": "raysr.engine.options",
+    "UpscaleResult": "raysr.engine.upscaler",
+    "Upscaler": "raysr.engine.upscaler",
+    "LoadedModel": "raysr.models.load",
+    "load_model": "raysr.models.load",
+    "REGISTRY": "raysr.models.registry",
+    "ModelSpec": "raysr.models.registry",
+    "get_spec": "raysr.models.registry",
+    "resolve_weights": "raysr.weights",
+}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'raysr' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(_LAZY[name]), name)
+
 
 __all__ = [
     "REGISTRY",

@@ -251,48 +251,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _height_width(text: str) -> tuple[int, int]:
-    """``WxH`` → (H, W)."""
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH such as 1920x1080, got {text!r}") from None
-    return height, width
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from raysr.bench import (bench_engine, bench_forward, bench_memory, bench_pipeline, bench_video_path, print_results,
-                             write_json)
-
-    def given(**values):  # only what the user set: the defaults live in raysr.bench
-        return {key: value for key, value in values.items() if value is not None}
-
-    common = given(model=args.model, weights_dir=args.weights_dir, tile=args.tile, precision=args.precision)
-    pipeline = given(images=args.images, size=args.size, repeats=args.repeats, bench_dir=args.bench_dir)
-    memory = given(size=args.big_size, bench_dir=args.bench_dir)
-    video = given(clip=args.clip, model=args.video_model, repeats=args.repeats, weights_dir=args.weights_dir)
-    sections = {}
-    if args.what == "forward":
-        sections["forward"] = bench_forward(**given(model=args.model, size=args.input, batch=args.batch,
-                                                    precision=args.precision, repeats=args.repeats,
-                                                    weights_dir=args.weights_dir, compile=args.compile))
-    if args.what in ("engine", "all"):
-        sections["engine"] = bench_engine(**given(size=args.size, repeats=args.repeats, weights_dir=args.weights_dir,
-                                                  tile=args.tile))
-    if args.what in ("pipeline", "official", "all"):
-        sections["pipeline"] = bench_pipeline(**common, **pipeline, **given(compile=args.compile), with_run=not args.no_run,
-                                              with_official=args.what != "pipeline")
-    if args.what in ("memory", "all"):
-        sections["memory"] = bench_memory(**common, **memory, with_official=not args.no_official)
-    if args.what in ("video", "all"):
-        sections["video"] = bench_video_path(**video)
-    results = sections if len(sections) > 1 else next(iter(sections.values()))
-    print_results(results)
-    if args.json:
-        write_json(results, args.json)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raysr", description=__doc__.split(":")[0])
     parser.add_argument("--version", action="version", version=f"raysr {__version__}")
@@ -384,32 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--crop-px", type=int, help="side of the 1:1 before/after crops in px")
     report.set_defaults(func=_cmd_report)
 
-    bench = commands.add_parser("bench", help="speed and memory figures for this machine (table + JSON)")
-    bench.add_argument("what", choices=["forward", "engine", "pipeline", "official", "memory", "video", "all"],
-                       help="engine: bare forward + GEMM peak; pipeline: bare vs `upscale` vs `run`; official: "
-                            "pipeline + the official RealESRGANer loop; memory: peak memory of one big image; "
-                            "video: segment path vs a sequential loop; all: everything")
-    bench.add_argument("--model", help="image model, registry name or weights path (default RealESRGAN_x4plus)")
-    bench.add_argument("--video-model", help="model for `video` (default realesr-animevideov3)")
-    bench.add_argument("--clip", type=Path, help="video for `video` (default: a generated clip)")
-    bench.add_argument("--images", type=int, help="images for pipeline/official (default 4)")
-    bench.add_argument("--size", type=int, help="input side in px (engine default 128, pipeline 256)")
-    bench.add_argument("--big-size", type=int, help="input side for `memory` (default 2048: 2048² → 8192²)")
-    bench.add_argument("--tile", type=int, help="tile size for raysr and the official loop (default 128)")
-    bench.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], help="raysr's precision (default auto)")
-    bench.add_argument("--repeats", type=int, help="timed repeats of the bare forward and video runs")
-    bench.add_argument("--no-run", action="store_true", help="skip `raysr run` (starts Ray)")
-    bench.add_argument("--no-official", action="store_true", help="`memory` without the official loop")
-    bench.add_argument("--bench-dir", type=Path, help="official peer venv home (default $RAYSR_BENCH_DIR or "
-                                                      "~/.cache/raysr/bench-official)")
-    bench.add_argument("--input", type=_height_width, help="`forward`: input WxH, e.g. 1920x1080 (default 512x512)")
-    bench.add_argument("--batch", type=int, help="`forward`: inputs per call (default 1)")
-    bench.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                       help="torch.compile the model: `forward` times both (default on), "
-                            "`pipeline`/`official` run raysr compiled (default off)")
-    bench.add_argument("--json", type=Path, help="also write the figures to this JSON file")
-    bench.add_argument("--weights-dir", type=Path)
-    bench.set_defaults(func=_cmd_bench)
+    from raysr.bench.cli import add_bench_command  # bench's many flags live beside the benchmarks
+
+    add_bench_command(commands)
     return parser
 
 

@@ -9,7 +9,9 @@
 - ``official``: the same plus the official ``RealESRGANer`` loop in its own venv
   (:mod:`raysr.bench.official`), as a ratio, with PSNR cross-checks;
 - ``memory``: peak memory of one big image, raysr vs official (:mod:`raysr.bench.memory`);
-- ``video``: raysr's segment path vs a sequential decode → model → encode loop.
+- ``video``: raysr's segment path vs a sequential decode → model → encode loop;
+- ``scaling``: `raysr run` with one model actor vs N, on a cluster or a local
+  multi-node Ray (:mod:`raysr.bench.scaling`).
 
 Every command prints a table, then the same figures as one JSON line.
 """
@@ -20,13 +22,22 @@ import json
 import platform
 from pathlib import Path
 
-import torch
+__all__ = ["bench_engine", "bench_forward", "bench_memory", "bench_pipeline", "bench_scaling", "bench_video_path",
+           "print_results", "write_json"]
 
-from raysr.bench.engine import bench_engine, bench_forward
-from raysr.bench.memory import bench_memory
-from raysr.bench.pipeline import bench_pipeline
+# Each benchmark loads on first use (PEP 562): `raysr --help` builds the bench parser
+# (raysr.bench.cli) without importing torch.
+_LAZY = {"bench_engine": "raysr.bench.engine", "bench_forward": "raysr.bench.engine",
+         "bench_memory": "raysr.bench.memory", "bench_pipeline": "raysr.bench.pipeline",
+         "bench_scaling": "raysr.bench.scaling"}
 
-__all__ = ["bench_engine", "bench_forward", "bench_memory", "bench_pipeline", "bench_video_path", "print_results", "write_json"]
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'raysr.bench' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(_LAZY[name]), name)
 
 
 def print_results(results: dict) -> None:
@@ -49,6 +60,8 @@ def write_json(results: dict, path: str | Path) -> None:
 def bench_video_path(clip=None, model: str = "realesr-animevideov3", repeats: int = 3, weights_dir=None) -> dict:
     """Frames/s of raysr's segment path vs a plain decode → model → encode loop, same clip and model."""
     import tempfile
+
+    import torch
 
     from raysr.engine import EngineOptions, Upscaler
     from raysr.models.load import load_model

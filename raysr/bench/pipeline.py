@@ -15,10 +15,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import yaml
 
 from raysr.bench.engine import bare_forward, gemm_peaks, machine_line, machine_load, macs_per_input_px, window_plan
@@ -89,42 +92,103 @@ def bench_upscale(loaded: LoadedModel, options: EngineOptions, folder: Path, out
     return {"seconds": seconds, "images_per_s": count / seconds}
 
 
-def drive_run(spec_path: str) -> None:
-    """Child process of :func:`bench_run`: start Ray (timed apart), run the job, print JSON."""
+def run_timeline(manifest_uri: str, run_id: str, job_started: datetime) -> dict:
+    """When a run's first model call began and its outputs landed, from its manifest rows.
+
+    ``steady_images_per_s`` counts the items done from the first model call to the last
+    output: the rate a long job settles at, with the job's fixed start (listing, probe
+    pass, actor start and model load) left out. Each item's model call is dated back
+    from its ``finished_at`` by the seconds of its stages from the model on.
+    """
+    import pyarrow.compute as pc
+
+    from raysr.manifest import item_rows, read_manifest
+
+    table = item_rows(read_manifest(manifest_uri))
+    table = table.filter(pc.and_(pc.equal(table.column("run_id"), run_id),
+                                 pc.is_in(table.column("status"), pa.array(["ok", "flagged"]))))
+    if table.num_rows == 0:
+        return {}
+    rows = table.select(["finished_at", "actor_id", "node_id", *_AFTER_READ]).to_pylist()
+    finished = [row["finished_at"] for row in rows]
+    model_started = [row["finished_at"] - timedelta(seconds=sum(row[stage] or 0.0 for stage in _AFTER_READ))
+                     for row in rows]
+    first_call, last_output = min(model_started), max(finished)
+    window_s = (last_output - first_call).total_seconds()
+    per_actor = Counter(row["actor_id"] for row in rows)
+    return {"first_model_call_s": (first_call - job_started).total_seconds(),
+            "first_output_s": (min(finished) - job_started).total_seconds(),
+            "steady_images_per_s": len(rows) / window_s if window_s > 0 else None,
+            "actors": len(per_actor), "nodes": len({row["node_id"] for row in rows}),
+            "images_per_actor": sorted(per_actor.values(), reverse=True)}
+
+
+_AFTER_READ = ("upscale_s", "faces_s", "color_s", "metrics_s", "write_s")
+
+
+def drive_run(spec_path: str, cluster: dict | None = None) -> None:
+    """Child process of :func:`bench_run`: start or join Ray (timed apart), run the job, print JSON.
+
+    ``cluster``: ``{"address": ...}`` joins a running cluster; ``{"nodes": n, "cpus_per_node": c}``
+    starts a local one of ``n`` worker nodes beside a 2-CPU head (:mod:`ray.cluster_utils`);
+    ``None`` starts an embedded local Ray as `raysr run` does.
+    """
     from raysr.job import plan
     from raysr.job.run import run_job
     from raysr.job.spec import load_spec
 
     spec = load_spec(spec_path)
+    cluster = cluster or {}
     started = time.perf_counter()
-    plan.init_ray(None, logical_cpus=2 * spec.resources.actors_per_model + 2)
+    address, local_cluster = cluster.get("address"), None
+    if cluster.get("nodes"):
+        from ray.cluster_utils import Cluster
+
+        local_cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})  # read/write tasks
+        for _ in range(cluster["nodes"]):
+            local_cluster.add_node(num_cpus=cluster["cpus_per_node"])
+        local_cluster.wait_for_nodes()
+        address = local_cluster.address
+    plan.init_ray(address, logical_cpus=2 * spec.resources.actors_per_model + 2)
     ray_start_s = time.perf_counter() - started
+    job_started = datetime.now(timezone.utc)
     report = run_job(spec)
+    timeline = run_timeline(report.manifest_uri, report.run_id, job_started)
     print("RAYSR_BENCH_JSON " + json.dumps({"ray_start_s": ray_start_s, "job_s": report.wall_s,
-                                            "exit_code": report.exit_code, "counts": dict(report.counts)}))
+                                            "exit_code": report.exit_code, "counts": dict(report.counts),
+                                            **timeline}))
+    if local_cluster is not None:
+        import ray
+
+        ray.shutdown()
+        local_cluster.shutdown()
 
 
 def bench_run(model: str, weights_dir: Path | None, options: EngineOptions, folder: Path, work: Path,
-              timeout_s: float = 3600) -> dict:
+              timeout_s: float = 3600, resources: dict | None = None, cluster: dict | None = None,
+              name: str = "run") -> dict:
     """`raysr run` on a generated job spec over ``folder``, in a fresh process.
 
-    The actor gets every CPU (``cpus_per_actor``: Ray sets a worker's thread count
-    from it), colour correction and metrics are off, so the job does what `raysr
-    upscale` does. Ray's start is reported apart from the job.
+    By default the actor gets every CPU (``cpus_per_actor``: Ray sets a worker's thread
+    count from it); ``resources`` replaces the job's ``resources`` block and ``cluster``
+    says where it runs (:func:`drive_run`). Colour correction and metrics are off, so
+    the job does what `raysr upscale` does; every image takes one route (one actor pool). Ray's start is reported apart from the job,
+    and the manifest's timeline beside it (:func:`run_timeline`).
     """
     count = len(list(folder.glob("*.png")))
     spec = {
-        "name": "raysr-bench", "inputs": [str(folder)], "extensions": [".png"],
-        "output": {"path": str(work / "out-run"), "format": "png"}, "model": model,
+        "name": f"raysr-bench-{name}", "inputs": [str(folder)], "extensions": [".png"],
+        "output": {"path": str(work / f"out-{name}"), "format": "png"}, "model": model,
         "engine": options.model_dump(exclude_defaults=True), "stages": {"metrics": False, "color": "none"},
-        "resources": {"cpus_per_actor": os.cpu_count() or 1}, "weights_dir": str(weights_dir) if weights_dir else None,
-        "force": True,
+        "route_overrides": [{"glob": "*", "route": "photo"}],  # one route: one actor pool, whatever the content
+        "resources": resources or {"cpus_per_actor": os.cpu_count() or 1},
+        "weights_dir": str(weights_dir) if weights_dir else None, "force": True,
     }
-    spec_path = work / "bench-job.yaml"
+    spec_path = work / f"bench-{name}.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", f"from raysr.bench.pipeline import drive_run; drive_run({str(spec_path)!r})"],
-                          capture_output=True, text=True, timeout=timeout_s)
+    code = f"from raysr.bench.pipeline import drive_run; drive_run({str(spec_path)!r}, {cluster!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
     process_s = time.perf_counter() - started
     lines = [line for line in done.stdout.splitlines() if line.startswith("RAYSR_BENCH_JSON ")]
     if done.returncode or not lines:
@@ -132,8 +196,8 @@ def bench_run(model: str, weights_dir: Path | None, options: EngineOptions, fold
     child = json.loads(lines[-1].split(" ", 1)[1])
     if child["exit_code"]:
         raise RuntimeError(f"raysr run exited {child['exit_code']}: {child['counts']}")
-    return {"process_s": process_s, "ray_start_s": child["ray_start_s"], "seconds": child["job_s"],
-            "images_per_s": count / child["job_s"], "cpus_per_actor": spec["resources"]["cpus_per_actor"]}
+    return {"process_s": process_s, "images_per_s": count / child["job_s"], "seconds": child.pop("job_s"),
+            "cpus_per_actor": spec["resources"].get("cpus_per_actor"), **child}
 
 
 def _official_side(loaded: LoadedModel, options: EngineOptions, images: list[Path], work: Path,
@@ -205,6 +269,9 @@ def bench_pipeline(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = 
             run = bench_run(model, weights_dir, options, work / "in", work)
             results.update(run_images_per_s=run["images_per_s"],
                            run_efficiency=run["images_per_s"] / results["bare_images_per_s"],
+                           run_steady_images_per_s=run.get("steady_images_per_s"),
+                           run_steady_efficiency=(run.get("steady_images_per_s") or 0) / results["bare_images_per_s"],
+                           run_first_model_call_s=run.get("first_model_call_s"),
                            run_ray_start_s=run["ray_start_s"], run_process_s=run["process_s"],
                            run_cpus_per_actor=run["cpus_per_actor"])
         # 4. the official loop, same images, weights and tile

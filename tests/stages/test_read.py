@@ -92,3 +92,14 @@ def test_listing_version_skips_without_reading(tmp_path, photo):
     moved = _spec(tmp_path, output={"path": str(tmp_path / "elsewhere")})
     assert rows_of(ProbeStage(moved, {"photo": "w1"}, done)(listing))[0]["status"] != "skipped"
     assert rows_of(ProbeStage(spec, {"photo": "w2"}, done)(listing))[0]["status"] != "skipped"
+
+
+def test_cpu_stages_load_without_torch():
+    # Ray workers that only read, hash, colour-correct, score or encode files start without
+    # importing torch and spandrel (seconds per worker, and the probe pass is all such workers).
+    import subprocess
+    import sys
+
+    code = ("import sys, raysr, raysr.stages.read, raysr.stages.write, raysr.stages.color, raysr.stages.metrics; "
+            "heavy = {'torch', 'spandrel'} & set(sys.modules); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
