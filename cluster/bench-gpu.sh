@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every GPU figure of `raysr bench`, on one CUDA machine, in one go (README, "On a GPU"):
 # model-only RealESRGAN_x4plus on 512² and realesr-animevideov3 on 1080p (eager, cuDNN
-# autotuned, torch.compile), the engine's CUDA tests, raysr vs the official half=True
-# RealESRGANer loop on 512² photos, and peak GPU memory on a 2048² → 8192² image.
+# autotuned, torch.compile; last, inductor's max-autotune), the engine's CUDA tests, raysr
+# vs the official half=True RealESRGANer loop on 512² photos, and peak GPU memory on a
+# 2048² → 8192² image.
 #
 # Usage: cluster/bench-gpu.sh OUT_DIR
 #   RAYSR   how to call raysr (default: raysr; from a source tree: "python3 -m raysr.cli")
@@ -35,3 +36,5 @@ step 150 compiled-animevideov3-1080p $raysr bench forward --model realesr-animev
     --repeats 20 --json "$out/compiled-animevideov3-1080p.json"
 step 240 compiled-x4plus-512 $raysr bench forward --model RealESRGAN_x4plus --input 512x512 --repeats 20 \
     --json "$out/compiled-x4plus-512.json"
+step 420 autotuned-x4plus-512 $raysr bench forward --model RealESRGAN_x4plus --input 512x512 --repeats 20 \
+    --compile-mode max-autotune-no-cudagraphs --json "$out/autotuned-x4plus-512.json"

@@ -32,7 +32,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "forward":
         sections["forward"] = bench_forward(**given(model=args.model, size=args.input, batch=args.batch,
                                                     precision=args.precision, repeats=args.repeats,
-                                                    weights_dir=args.weights_dir, compile=args.compile))
+                                                    weights_dir=args.weights_dir, compile=args.compile,
+                                                    compile_mode=args.compile_mode))
     if args.what in ("engine", "all"):
         sections["engine"] = bench_engine(**given(size=args.size, repeats=args.repeats, weights_dir=args.weights_dir,
                                                   tile=args.tile))
@@ -79,6 +80,8 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                        help="torch.compile the model: `forward` times both (default on), "
                             "`pipeline`/`official` run raysr compiled (default off)")
+    bench.add_argument("--compile-mode", help="`forward`: torch.compile mode of the compiled variant "
+                                              "(default: torch's; e.g. max-autotune-no-cudagraphs)")
     bench.add_argument("--actors", type=int, help="`scaling`: model actors of the second run "
                                                   "(default: the cluster's GPUs, else this machine's cores)")
     bench.add_argument("--address", help="`scaling`: a running Ray cluster (default: a local multi-node one)")

@@ -223,9 +223,12 @@ def gemm_peaks(device: torch.device, size: int = 2048) -> dict:
 
 
 def bench_forward(model: str = "RealESRGAN_x4plus", size: tuple[int, int] = (512, 512), batch: int = 1,
-                  precision: str = "auto", repeats: int = 10, weights_dir=None, compile: bool = True) -> dict:
+                  precision: str = "auto", repeats: int = 10, weights_dir=None, compile: bool = True,
+                  compile_mode: str | None = None) -> dict:
     """Model-only throughput: the bare forward on (batch, 3, H, W) inputs in the precision
-    policy, eager and (with ``compile``) through :class:`raysr.engine.precision.CompiledForward`.
+    policy, eager and (with ``compile``) through :class:`raysr.engine.precision.CompiledForward`
+    in torch.compile's ``compile_mode`` (``None``: its default; e.g. ``max-autotune-no-cudagraphs``
+    autotunes kernels per shape, minutes of compiling).
 
     This is the ceiling raysr's pipeline is measured against on a GPU (issue #11: x4plus
     on 512² and realesr-animevideov3 on 1080p inputs). ``size`` is (height, width).
@@ -238,7 +241,7 @@ def bench_forward(model: str = "RealESRGAN_x4plus", size: tuple[int, int] = (512
     inputs = _random_inputs(loaded, plan, size, batch)
     macs = macs_per_input_px(loaded) * height * width * batch
     results: dict = {"machine": machine_line(device), "model": loaded.spec.name, "input": f"{batch}x{width}x{height}",
-                     "precision": plan.name, "channels_last": plan.channels_last,
+                     "compile_mode": compile_mode or "default", "precision": plan.name, "channels_last": plan.channels_last,
                      "macs_per_input_px_m": round(macs / (height * width * batch) / 1e6, 2)}
     variants: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"eager": module}
     if device.type == "cuda":  # the engine runs deterministic (configure_determinism); autotuned for contrast
@@ -248,7 +251,7 @@ def bench_forward(model: str = "RealESRGAN_x4plus", size: tuple[int, int] = (512
         nchw = copy.deepcopy(module).to(memory_format=torch.contiguous_format)
         variants["eager_nchw"] = lambda batch: nchw(batch.contiguous())
     if compile:
-        variants["compiled"] = CompiledForward(module)
+        variants["compiled"] = CompiledForward(module, mode=compile_mode)
     cudnn_flags = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
     for name, call in variants.items():
         torch.backends.cudnn.benchmark = name == "eager_cudnn_benchmark"

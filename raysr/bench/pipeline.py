@@ -31,6 +31,7 @@ from raysr.imageops.metrics import psnr
 from raysr.models.load import LoadedModel, load_model
 from raysr.quick import upscale_path
 
+_OFFICIAL_TILE_PAD = 10  # RealESRGANer's default tile_pad; it pastes tile centres, no cross-fade
 _SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 
 
@@ -264,6 +265,12 @@ def bench_pipeline(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = 
         if tile is not None:  # 2b. what a user gets without --tile: the engine's auto tile
             auto = bench_upscale(loaded, options.model_copy(update={"tile": None}), work / "in", work / "out-auto")
             results["upscale_auto_tile_images_per_s"] = auto["images_per_s"]
+            # 2c. the official loop's seams (10 px context, no cross-fade): what raysr's seams cost
+            official_seams = options.model_copy(update={"tile_pad": _OFFICIAL_TILE_PAD, "tile_overlap": 0})
+            seams = bench_upscale(loaded, official_seams, work / "in", work / "out-official-seams")
+            results.update(upscale_official_seams_images_per_s=seams["images_per_s"],
+                           official_seams_window_px_over_image_px=window_plan(loaded, official_seams, size, size)[
+                               "window_px_over_image_px"])
         # 3. `raysr run`: a fresh process with Ray
         if with_run:
             run = bench_run(model, weights_dir, options, work / "in", work)
@@ -282,9 +289,11 @@ def bench_pipeline(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = 
             results.update(official_images_per_s=len(seconds) / sum(seconds),
                            official_enhance_only_images_per_s=len(enhance) / sum(enhance),
                            official_precision="fp16" if official["report"]["half"] else "fp32",
-                           official_tile_pad=10,
+                           official_tile_pad=_OFFICIAL_TILE_PAD,
                            raysr_over_official=upscale["images_per_s"] * sum(seconds) / len(seconds),
                            raysr_auto_tile_over_official=results.get("upscale_auto_tile_images_per_s", 0)
+                           * sum(seconds) / len(seconds),
+                           raysr_official_seams_over_official=results.get("upscale_official_seams_images_per_s", 0)
                            * sum(seconds) / len(seconds),
                            psnr_official_vs_raysr_tiled_db=official["tiled_psnr_db"],
                            psnr_official_vs_raysr_fp32_untiled_db=official["fp32_untiled_psnr_db"])
@@ -294,7 +303,7 @@ def bench_pipeline(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = 
         image_macs = macs * size * size
         results["macs_per_input_px"] = round(macs / 1e6, 2)
         results["bare_gmacs_per_s"] = image_macs * results["window_px_over_image_px"] * results["bare_images_per_s"] / 1e9
-        for key in ("upscale", "upscale_auto_tile", "run", "official"):
+        for key in ("upscale", "upscale_auto_tile", "upscale_official_seams", "run", "official"):
             if f"{key}_images_per_s" in results:
                 results[f"{key}_useful_gmacs_per_s"] = image_macs * results[f"{key}_images_per_s"] / 1e9
     results.update(gemm_peaks(device))

@@ -150,10 +150,12 @@ class CompiledForward:
         failure: why compilation was given up, or ``None``.
     """
 
-    def __init__(self, module: torch.nn.Module, backend: str | Callable = "inductor") -> None:
+    def __init__(self, module: torch.nn.Module, backend: str | Callable = "inductor", mode: str | None = None) -> None:
         self.eager = module
         self.failure: str | None = None
-        self._compiled = torch.compile(module, dynamic=False, backend=backend)
+        # mode: torch.compile's (None: "default"); `raysr bench forward --compile-mode` tries
+        # others (max-autotune-no-cudagraphs) before the engine adopts one.
+        self._compiled = torch.compile(module, dynamic=False, backend=backend, mode=mode)
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.failure is None:

@@ -15,7 +15,6 @@ dropout (identity in eval), linear 512·8·8 → 512, BatchNorm1d.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from raysr.engine.precision import pick_device
-from raysr.models.load import load_state_strictly
+from raysr.models.load import ModelLoadError, load_state_strictly, read_state_dict
 
 #: GFPGAN's release of the weights this network loads.
 WEIGHTS_URL = "https://github.com/TencentARC/GFPGAN/releases/download/v0.1.0/arcface_resnet18.pth"
@@ -101,13 +100,11 @@ def load_arcface(path: str | Path) -> ArcFaceResNet18:
     if not path.is_file():
         raise FileNotFoundError(f"ArcFace weights not found: {path}. {_FIX}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - pickle/zip errors of many kinds
-        raise ValueError(f"{path}: cannot be read as a torch state dict ({error}). {_FIX}") from None
-    if isinstance(state, Mapping) and "params" in state and isinstance(state["params"], Mapping):
-        state = state["params"]  # a basicsr-style wrapper
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors. {_FIX}")
+        state = read_state_dict(path)  # weights_only; unwraps params/params_ema, as for every model
+    except ModelLoadError as error:
+        raise ValueError(f"{error}. {_FIX}") from None
+    if not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise ValueError(f"{path}: holds values that are not tensors, not a state dict. {_FIX}")
     net = ArcFaceResNet18()
     load_state_strictly(net, state, str(path), "ArcFace ResNet-18", _FIX, ValueError)
     return net.eval().requires_grad_(False)

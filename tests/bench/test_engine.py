@@ -34,7 +34,7 @@ def test_gemm_peak_is_positive():
 def test_bench_forward_times_eager_nchw_and_compiled(save_state):
     path = save_state(compact_state(num_conv=1, num_feat=4), "compact.pth")
     report = bench_forward(str(path), size=(24, 32), batch=2, repeats=1)
-    assert report["input"] == "2x32x24"
+    assert report["input"] == "2x32x24" and report["compile_mode"] == "default"
     expected = {"eager", "compiled"} | ({"eager_nchw"} if report["channels_last"] else set())
     assert {name for name in expected if report[f"{name}_items_per_s"] > 0} == expected
     assert "compile_failure" not in report

@@ -109,6 +109,21 @@ def test_wrong_shape_is_refused_naming_the_file(tmp_path, state):
         load_arcface(path)
 
 
+def test_unreadable_file_is_refused_naming_the_fix(tmp_path, state):
+    path = tmp_path / "cut.pth"
+    buffer = tmp_path / "whole.pth"
+    torch.save(state, buffer)
+    path.write_bytes(buffer.read_bytes()[:4096])  # a download cut short
+    with pytest.raises(ValueError, match=r"cut\.pth: not a loadable weights file.*Fix:"):
+        load_arcface(path)
+
+
+def test_wrapped_state_dict_loads(tmp_path, state):
+    path = tmp_path / "wrapped.pth"
+    torch.save({"params": state}, path)  # basicsr's layout
+    assert isinstance(load_arcface(path), torch.nn.Module)
+
+
 def test_absent_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.pth"):
         load_arcface(tmp_path / "absent.pth")
