@@ -31,6 +31,7 @@ from raysr.imageops.metrics import psnr
 from raysr.models.load import LoadedModel, load_model
 from raysr.quick import upscale_path
 
+LOCAL_ACTOR_SLOT = "raysr_bench_actor"  # custom resource of a local bench cluster's worker nodes
 _OFFICIAL_TILE_PAD = 10  # RealESRGANer's default tile_pad; it pastes tile centres, no cross-fade
 _SAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 
@@ -131,7 +132,8 @@ def drive_run(spec_path: str, cluster: dict | None = None) -> None:
     """Child process of :func:`bench_run`: start or join Ray (timed apart), run the job, print JSON.
 
     ``cluster``: ``{"address": ...}`` joins a running cluster; ``{"nodes": n, "cpus_per_node": c}``
-    starts a local one of ``n`` worker nodes beside a 2-CPU head (:mod:`ray.cluster_utils`);
+    starts a local one of ``n`` worker nodes beside a 2-CPU head (:mod:`ray.cluster_utils`), each
+    worker node with one :data:`LOCAL_ACTOR_SLOT` for a job asking for it in ``actor_resources``;
     ``None`` starts an embedded local Ray as `raysr run` does.
     """
     from raysr.job import plan
@@ -146,8 +148,8 @@ def drive_run(spec_path: str, cluster: dict | None = None) -> None:
         from ray.cluster_utils import Cluster
 
         local_cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})  # read/write tasks
-        for _ in range(cluster["nodes"]):
-            local_cluster.add_node(num_cpus=cluster["cpus_per_node"])
+        for _ in range(cluster["nodes"]):  # one model actor each (the head takes none)
+            local_cluster.add_node(num_cpus=cluster["cpus_per_node"], resources={LOCAL_ACTOR_SLOT: 1})
         local_cluster.wait_for_nodes()
         address = local_cluster.address
     plan.init_ray(address, logical_cpus=2 * spec.resources.actors_per_model + 2)

@@ -7,9 +7,10 @@ Where it runs:
 
 - ``address``: a running cluster (``ray start`` / KubeRay). With GPUs there, N defaults to
   the cluster's GPU count and each actor holds one GPU; this is the figure that matters.
-- otherwise a local Ray cluster of ``N`` worker nodes plus a 2-CPU head (read and write tasks) on this machine
-  (:mod:`ray.cluster_utils`, real raylets and object stores), each actor given
-  ``cores // N`` threads, and the single-actor run the same threads. Outputs cross from
+- otherwise a local Ray cluster on this machine (:mod:`ray.cluster_utils`, real raylets and
+  object stores): a 2-CPU head for the read and write tasks and ``N`` worker nodes holding
+  one model actor each (``actor_resources``), each actor given ``cores // N`` threads, and
+  the single-actor run the same threads. Outputs cross from
   node to node as on a cluster, but every node shares this machine's cores and memory
   bandwidth: it measures raysr's and Ray's scheduling and transfer overhead, not hardware.
 """
@@ -20,7 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from raysr.bench.pipeline import bench_run, write_bench_images
+from raysr.bench.pipeline import LOCAL_ACTOR_SLOT, bench_run, write_bench_images
 from raysr.engine import EngineOptions
 
 
@@ -64,7 +65,8 @@ def bench_scaling(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = N
         per_actor: dict = {"gpus_per_actor": 1} if gpus else {"gpus_per_actor": 0}
         cluster: dict = {"address": address}
     else:
-        per_actor = {"gpus_per_actor": 0, "cpus_per_actor": max(1, cores // actors)}
+        per_actor = {"gpus_per_actor": 0, "cpus_per_actor": max(1, cores // actors),
+                     "actor_resources": {LOCAL_ACTOR_SLOT: 1}}  # one actor per worker node
         cluster = {"nodes": actors, "cpus_per_node": per_actor["cpus_per_actor"]}
     options = EngineOptions(tile=tile, precision=precision)
     results: dict = {"model": model, "images": images, "input": f"{size}x{size}", "tile": tile or "auto",

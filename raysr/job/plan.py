@@ -163,6 +163,7 @@ def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwa
         compute=ray.data.ActorPoolStrategy(size=resources.actors_per_model),
         num_gpus=num_gpus,
         num_cpus=cpus_per_actor(spec, num_gpus),
+        resources=dict(resources.actor_resources) or None,
         runtime_env=_worker_env(),
     )
 

@@ -155,6 +155,21 @@ class ResourcesSpec(_Strict):
     cpus_per_actor: float | None = Field(default=None, gt=0)
     batch_size: int = Field(default=1, ge=1)
     read_cpus: float = Field(default=0.5, gt=0)
+    # Custom Ray resources every model actor asks for, e.g. {sr_node: 1} to keep the models
+    # on the nodes started with `ray start --resources='{"sr_node": 4}'` (off the head node).
+    actor_resources: dict[str, float] = {}
+
+    @field_validator("actor_resources")
+    @classmethod
+    def _positive_amounts(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {name: amount for name, amount in value.items() if not amount > 0}
+        if bad:
+            raise ValueError(f"actor_resources amounts must be > 0, got {bad}")
+        builtin = {"CPU", "GPU", "memory", "object_store_memory"} & set(value)
+        if builtin:
+            raise ValueError(f"actor_resources is for custom resources; set {sorted(builtin)} with "
+                             f"cpus_per_actor / gpus_per_actor instead")
+        return value
 
 
 class LimitsSpec(_Strict):

@@ -122,6 +122,19 @@ def test_routes_run_on_their_own_actor_pools_across_both_nodes(ray_cluster, tmp_
     assert len({row["node_id"] for row in rows}) == 2
 
 
+def test_actor_resources_keep_the_model_actors_on_the_nodes_that_declare_them(ray_cluster, tmp_path, photo):
+    root = tmp_path / "in"
+    for index in range(3):
+        _png(root / f"p{index}.png", photo[index * 50: index * 50 + 32, :32])
+    # Only the worker node declares the custom resource "worker" (tests/conftest.py).
+    spec = _spec(root, tmp_path / "out", "bicubic",
+                 resources={"gpus_per_actor": 0, "cpus_per_actor": 1, "actor_resources": {"worker": 1}})
+    report = run_job(spec, progress=False)
+    assert report.counts["ok"] + report.counts["flagged"] == 3
+    nodes = {row["node_id"] for row in latest_rows(read_manifest(spec.manifest_uri)).to_pylist()}
+    assert len(nodes) == 1 and ray_cluster.head_node.node_id not in nodes
+
+
 def test_dry_run_processes_nothing(ray_cluster, tmp_path, mixed_inputs):
     spec = _spec(mixed_inputs, tmp_path / "out", "bicubic")
     report = run_job(spec, dry_run=True, progress=False)

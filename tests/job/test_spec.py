@@ -83,3 +83,12 @@ def test_faces_route_exists_only_when_faces_are_on():
     stricter = parse_spec({**MINIMAL, "faces": {"model": "GFPGANv1.3", "identity_threshold": 0.8}})
     assert spec.settings_hash("faces") != stricter.settings_hash("faces")
     assert spec.settings_hash("photo") == stricter.settings_hash("photo")
+
+
+@pytest.mark.parametrize("resources, message", [
+    ({"sr_node": 0}, "must be > 0"),
+    ({"GPU": 1}, "gpus_per_actor"),
+])
+def test_actor_resources_are_custom_and_positive(resources, message):
+    with pytest.raises(SpecError, match=rf"resources\.actor_resources.*{message}"):
+        parse_spec({"name": "j", "inputs": ["in"], "output": {"path": "out"}, "resources": {"actor_resources": resources}})
