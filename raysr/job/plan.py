@@ -36,6 +36,7 @@ from raysr.stages.read import ProbeStage, ReadBytesStage
 from raysr.stages.upscale import UpscaleStage
 from raysr.stages.write import WriteStage
 
+_LOG = logging.getLogger(__name__)
 LISTING_COLUMNS = ("item_id", "input_uri", "relative", "listed_size", "input_version")
 _ROWS_PER_BLOCK = 8
 
@@ -133,6 +134,33 @@ def cpus_per_actor(spec: JobSpec, num_gpus: float) -> float:
     return float(max(1, min(os.cpu_count() or 1, int(smallest))))
 
 
+def fit_actor_cpus(spec: JobSpec, num_gpus: float, pools: int, cluster_cpus: float) -> float:
+    """CPUs per model actor such that the read and write tasks keep ``read_cpus`` of the cluster.
+
+    Ray Data starts every pool's actors when the process pass starts; actors holding every
+    CPU leave no CPU for the task that reads the first input, and the job waits forever
+    (e.g. ``--address`` to a one-node CPU cluster, whose cores :func:`cpus_per_actor` gives the
+    one actor). A default share shrinks to fit, with a warning; a configured one that does not
+    fit is refused with the numbers. On a 2-core node one actor gets 1 CPU (one torch thread).
+    """
+    wanted = cpus_per_actor(spec, num_gpus)
+    actors = pools * spec.resources.actors_per_model
+    read_cpus = spec.resources.read_cpus
+    if cluster_cpus - actors * wanted >= read_cpus:
+        return wanted
+    fitted = math.floor((cluster_cpus - read_cpus) / actors) if actors else 0
+    if spec.resources.cpus_per_actor is None and num_gpus == 0 and fitted >= 1:
+        _LOG.warning("model actors get %d CPU(s) each instead of %g, so that %g of the cluster's %g CPUs stay for "
+                     "reading and writing; give the cluster more CPUs (`ray start --num-cpus`) to change this",
+                     fitted, wanted, read_cpus, cluster_cpus)
+        return float(fitted)
+    raise PlanError(
+        f"the model actors ask for {actors * wanted:g} CPUs ({pools} actor pool(s) × {spec.resources.actors_per_model}"
+        f" actor(s) × {wanted:g} CPUs) of the cluster's {cluster_cpus:g}, leaving less than resources.read_cpus "
+        f"({read_cpus:g}) for reading and writing, so no input would ever be read; lower resources.cpus_per_actor "
+        f"or resources.actors_per_model, or add CPUs to the cluster")
+
+
 def _gpus_per_actor(spec: JobSpec) -> float:
     if spec.resources.gpus_per_actor is not None:
         return spec.resources.gpus_per_actor
@@ -148,7 +176,7 @@ def _face_stages(spec: JobSpec, route: str) -> list:
 
 
 def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwargs: dict, spec: JobSpec,
-                   num_gpus: float) -> ray.data.Dataset:
+                   num_gpus: float, num_cpus: float) -> ray.data.Dataset:
     """One model per actor: ``stage_class`` is constructed once per actor and fed batches.
 
     Ray Data's actor pools restart a killed actor (OOM kill, segfault) and retry its
@@ -162,7 +190,7 @@ def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwa
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=resources.actors_per_model),
         num_gpus=num_gpus,
-        num_cpus=cpus_per_actor(spec, num_gpus),
+        num_cpus=num_cpus,
         resources=dict(resources.actor_resources) or None,
         runtime_env=_worker_env(),
     )
@@ -180,6 +208,9 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         WriteStage(spec.output.format, spec.output.quality),
     ]
     post = [stage for stage in post if stage is not None]
+    routes = [route for route, table in pending_by_route.items() if table.num_rows]
+    pools = sum(1 + len(spec.route_spec(route).ensemble) + len(_face_stages(spec, route)) for route in routes)
+    num_cpus = fit_actor_cpus(spec, num_gpus, pools, float(ray.cluster_resources().get("CPU", 0)))
     branches = []
     for route, table in pending_by_route.items():
         if table.num_rows == 0:
@@ -202,12 +233,12 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
             "diffusion": spec.diffusion,
             "face_model": chain.face_model,  # video segments restore faces in this actor
             "faces": spec.faces,
-        }, spec, num_gpus)
+        }, spec, num_gpus, num_cpus)
         for member in chain.ensemble:
             branch = _in_actor_pool(branch, EnsembleMemberStage, {
                 "model": member.model, "engine": spec.engine, "weights_dir": spec.weights_dir,
                 "timeout_s": spec.limits.item_timeout_s,
-            }, spec, num_gpus)
+            }, spec, num_gpus, num_cpus)
         if chain.ensemble:
             branch = branch.map_batches(BlendStage({route: chain.blend_weights()}, {route: chain.color or spec.stages.color}),
                                         batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
@@ -216,7 +247,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
             # Faces restore in a pool of their own, over this route's background output.
             branch = _in_actor_pool(branch, face_stage, {
                 "face_model": chain.face_model, "faces": spec.faces, "weights_dir": spec.weights_dir,
-            }, spec, num_gpus)
+            }, spec, num_gpus, num_cpus)
         branches.append(branch)
     if not branches:
         return

@@ -28,3 +28,34 @@ def test_model_actors_get_one_cpu_beside_a_gpu_and_the_cores_without_one():
     assert 1 <= cpus_per_actor(spec, num_gpus=0) <= (os.cpu_count() or 1)
     pinned = parse_spec({"name": "j", "inputs": ["in"], "output": {"path": "out"}, "resources": {"cpus_per_actor": 3}})
     assert cpus_per_actor(pinned, num_gpus=0) == 3 and cpus_per_actor(pinned, num_gpus=1) == 3
+
+
+def _spec(**resources):
+    from raysr.job.spec import parse_spec
+
+    return parse_spec({"name": "j", "inputs": ["in"], "output": {"path": "out"}, "resources": resources})
+
+
+def test_actor_cpus_leave_room_for_reading_and_writing():
+    from raysr.job.plan import fit_actor_cpus
+
+    # Enough CPUs: the share asked for stands.
+    assert fit_actor_cpus(_spec(cpus_per_actor=2), num_gpus=0, pools=1, cluster_cpus=4) == 2
+    assert fit_actor_cpus(_spec(), num_gpus=1, pools=2, cluster_cpus=3) == 1
+    # A default share that would hold every CPU of a one-node cluster shrinks (the job hung before).
+    from raysr.job.plan import cpus_per_actor
+
+    node_cores = cpus_per_actor(_spec(), num_gpus=0)  # the default: a node's cores
+    if node_cores >= 2:
+        assert fit_actor_cpus(_spec(), num_gpus=0, pools=1, cluster_cpus=node_cores) == node_cores - 1
+    assert fit_actor_cpus(_spec(cpus_per_actor=3), num_gpus=0, pools=2, cluster_cpus=8) == 3
+
+
+def test_a_configured_share_that_leaves_no_cpu_for_reading_is_refused():
+    from raysr.job.plan import PlanError, fit_actor_cpus
+
+    with pytest.raises(PlanError, match=r"ask for 4 CPUs \(2 actor pool\(s\) × 1 actor\(s\) × 2 CPUs\) of the "
+                                        r"cluster's 4.*lower resources.cpus_per_actor"):
+        fit_actor_cpus(_spec(cpus_per_actor=2), num_gpus=0, pools=2, cluster_cpus=4)
+    with pytest.raises(PlanError):  # beside GPUs too: each actor still holds a CPU
+        fit_actor_cpus(_spec(actors_per_model=3), num_gpus=1, pools=1, cluster_cpus=3)
