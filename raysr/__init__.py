@@ -9,14 +9,15 @@ Example:
 
 from importlib.metadata import PackageNotFoundError, version
 
+from raysr._lazy import lazy_attributes
+
 try:
     __version__ = version("raysr")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+source"
 
-# The public names load on first use (PEP 562): a Ray worker that only reads, hashes or
-# encodes files imports ``raysr.stages.read`` without paying for torch and spandrel.
-_LAZY = {
+# The public names load on first use: see raysr/_lazy.py for why.
+__getattr__ = lazy_attributes(__name__, {
     "EngineError": "raysr.engine.upscaler",
     "EngineOptions": "raysr.engine.options",
     "UpscaleResult": "raysr.engine.upscaler",
@@ -27,16 +28,7 @@ _LAZY = {
     "ModelSpec": "raysr.models.registry",
     "get_spec": "raysr.models.registry",
     "resolve_weights": "raysr.weights",
-}
-
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'raysr' has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(_LAZY[name]), name)
-
+})
 
 __all__ = [
     "REGISTRY",

@@ -22,22 +22,16 @@ import json
 import platform
 from pathlib import Path
 
+from raysr._lazy import lazy_attributes
+
 __all__ = ["bench_engine", "bench_forward", "bench_memory", "bench_pipeline", "bench_scaling", "bench_video_path",
            "print_results", "write_json"]
 
-# Each benchmark loads on first use (PEP 562): `raysr --help` builds the bench parser
-# (raysr.bench.cli) without importing torch.
-_LAZY = {"bench_engine": "raysr.bench.engine", "bench_forward": "raysr.bench.engine",
-         "bench_memory": "raysr.bench.memory", "bench_pipeline": "raysr.bench.pipeline",
-         "bench_scaling": "raysr.bench.scaling"}
-
-
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'raysr.bench' has no attribute {name!r}")
-    from importlib import import_module
-
-    return getattr(import_module(_LAZY[name]), name)
+# Each benchmark loads on first use: `raysr --help` builds the bench parser (raysr.bench.cli)
+# without importing torch.
+__getattr__ = lazy_attributes(__name__, {
+    "bench_engine": "raysr.bench.engine", "bench_forward": "raysr.bench.engine", "bench_memory": "raysr.bench.memory",
+    "bench_pipeline": "raysr.bench.pipeline", "bench_scaling": "raysr.bench.scaling"})
 
 
 def print_results(results: dict) -> None:

@@ -3,17 +3,11 @@
 Never imports Ray: `raysr upscale` and the Ray actors share it unchanged.
 """
 
+from raysr._lazy import lazy_attributes
 from raysr.engine.options import EngineOptions
 
-_UPSCALER_NAMES = ("EngineError", "UpscaleResult", "Upscaler")
-
-
-def __getattr__(name: str):
-    # The upscaler (torch, spandrel) loads on first use: the job spec needs only EngineOptions.
-    if name in _UPSCALER_NAMES:
-        from raysr.engine import upscaler
-
-        return getattr(upscaler, name)
-    raise AttributeError(f"module 'raysr.engine' has no attribute {name!r}")
+# The upscaler (torch, spandrel) loads on first use: the job spec needs only EngineOptions.
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(("EngineError", "UpscaleResult", "Upscaler"),
+                                                     "raysr.engine.upscaler"))
 
 __all__ = ["EngineError", "EngineOptions", "UpscaleResult", "Upscaler"]
