@@ -134,6 +134,12 @@ def cpus_per_actor(spec: JobSpec, num_gpus: float) -> float:
     return float(max(1, min(os.cpu_count() or 1, int(smallest))))
 
 
+def actor_pool_count(spec: JobSpec, routes: list[str]) -> int:
+    """Actor pools :func:`process` starts for ``routes``: per route, its model, ensemble members
+    and face restorer (:meth:`JobSpec.chain_models`), one pool each."""
+    return sum(1 + len(spec.chain_models(route)) for route in routes)
+
+
 def fit_actor_cpus(spec: JobSpec, num_gpus: float, pools: int, cluster_cpus: float) -> float:
     """CPUs per model actor such that the read and write tasks keep ``read_cpus`` of the cluster.
 
@@ -209,8 +215,8 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     ]
     post = [stage for stage in post if stage is not None]
     routes = [route for route, table in pending_by_route.items() if table.num_rows]
-    pools = sum(1 + len(spec.route_spec(route).ensemble) + len(_face_stages(spec, route)) for route in routes)
-    num_cpus = fit_actor_cpus(spec, num_gpus, pools, float(ray.cluster_resources().get("CPU", 0)))
+    cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
+    num_cpus = fit_actor_cpus(spec, num_gpus, actor_pool_count(spec, routes), cluster_cpus)
     branches = []
     for route, table in pending_by_route.items():
         if table.num_rows == 0:

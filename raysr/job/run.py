@@ -90,11 +90,6 @@ def list_inputs(spec: JobSpec) -> pa.Table:
     })
 
 
-def _pool_count(spec: JobSpec) -> int:
-    """Actor pools the process pass may start: per route, its model, ensemble members and face restorer."""
-    return sum(1 + len(spec.chain_models(route)) for route in spec.active_routes())
-
-
 def _model_digest(model: str, weights_dir: str | None) -> str | None:
     """Resolve a model's weights on the driver (fail fast, before any cluster work) and return
     their sha256; ``None`` for classical resizers."""
@@ -194,7 +189,8 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     # A local Ray gets logical CPUs enough for every pool's actors (each asks for this machine's
     # cores when no GPU is there) plus the read and write tasks; the OS shares the real cores.
     per_actor = spec.resources.cpus_per_actor or float(os.cpu_count() or 1)
-    plan.init_ray(address, logical_cpus=math.ceil(per_actor * spec.resources.actors_per_model * _pool_count(spec)) + 2)
+    actors = spec.resources.actors_per_model * plan.actor_pool_count(spec, spec.active_routes())
+    plan.init_ray(address, logical_cpus=math.ceil(per_actor * actors) + 2)
 
     probed = (pa.concat_tables(list(plan.probe(listing, spec, *digests, done)), promote_options="default")
               if listing.num_rows else None)
