@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 STATUSES = ("ok", "error", "skipped", "flagged")
 
 _STAGES = ("read", "upscale", "faces", "color", "metrics", "write")
+STAGE_COLUMNS = tuple(f"{stage}_s" for stage in _STAGES)  # seconds each stage spent on an item, in job order
 _METRICS = ("lr_psnr", "lr_ssim", "sharpness", "delta_e", "ref_psnr", "ref_ssim")
 
 SCHEMA = pa.schema(
@@ -78,7 +79,7 @@ SCHEMA = pa.schema(
         ("skip_reason", pa.string()),
         ("metadata_kept", pa.string()),
         ("notes", pa.string()),
-        *[(f"{stage}_s", pa.float64()) for stage in _STAGES],
+        *[(column, pa.float64()) for column in STAGE_COLUMNS],
         *[(metric, pa.float64()) for metric in _METRICS],
         ("node_id", pa.string()),
         ("actor_id", pa.string()),

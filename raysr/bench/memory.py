@@ -8,10 +8,8 @@ CUDA: ``torch.cuda.max_memory_allocated`` during the image.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -20,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from raysr.bench._child import report, run_child
 from raysr.bench.engine import machine_line, machine_load
 
-_MARKER = "RAYSR_BENCH_JSON "
 
 
 def _current_rss_bytes() -> int:
@@ -58,19 +56,11 @@ def measure_raysr(image_path: str, model: str, weights_dir: str | None, tile: in
     started = time.perf_counter()
     result = upscaler.upscale(image)
     seconds = time.perf_counter() - started
-    print(_MARKER + json.dumps({
+    report({
         "seconds": seconds, "precision": result.precision, "tile": result.tile, "output": list(result.image.shape),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "baseline_rss_bytes": baseline,
         "cuda_max_allocated_bytes": torch.cuda.max_memory_allocated(upscaler.device) if cuda else None,
-    }), flush=True)
-
-
-def _child(command: list[str], timeout_s: float | None) -> dict:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(_MARKER)]
-    if done.returncode or not lines:
-        raise RuntimeError(f"memory bench child failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len(_MARKER):])
+    })
 
 
 def bench_memory(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = None, size: int = 2048,
@@ -84,10 +74,10 @@ def bench_memory(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = No
     with tempfile.TemporaryDirectory(prefix="raysr-bench-mem-") as tmp:
         work = Path(tmp)
         image = write_big_image(work / "big.png", size)
-        ours = _child([sys.executable, "-c",
-                       "from raysr.bench.memory import measure_raysr; "
-                       f"measure_raysr({str(image)!r}, {model!r}, {str(weights_dir) if weights_dir else None!r}, "
-                       f"{tile!r}, {precision!r})"], timeout_s)
+        ours = run_child([sys.executable, "-c",
+                          "from raysr.bench.memory import measure_raysr; "
+                          f"measure_raysr({str(image)!r}, {model!r}, {str(weights_dir) if weights_dir else None!r}, "
+                          f"{tile!r}, {precision!r})"], "memory bench child", timeout_s)
         results: dict = {
             "machine": machine_line(), "model": loaded.spec.name, "machine_load": machine_load(),
             "input": f"{size}x{size}", "output": "x".join(map(str, ours["output"][1::-1])), "tile": tile or "auto",

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from raysr.bench._child import run_child
 from raysr.models.load import LoadedModel, read_state_dict
 
 PEER_PACKAGES = ("realesrgan==0.3.0", "basicsr==1.4.2", "addict", "yapf", "lmdb", "future")
@@ -44,7 +45,6 @@ else:
     sys.modules.setdefault("torchvision.transforms.functional_tensor", _functional)
 '''
 _RUNNER = Path(__file__).with_name("_official_runner.py")
-_MARKER = "RAYSR_BENCH_JSON "
 
 
 class OfficialBenchError(RuntimeError):
@@ -126,8 +126,4 @@ def run_official(python: str | Path, loaded: LoadedModel, images: list[Path], ti
         command += ["--out-dir", str(out_dir)]
     if warmup:
         command.append("--warmup")
-    done = subprocess.run([*command, *map(str, images)], capture_output=True, text=True, timeout=timeout_s)
-    lines = [line for line in done.stdout.splitlines() if line.startswith(_MARKER)]
-    if done.returncode or not lines:
-        raise OfficialBenchError(f"the official loop failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1][len(_MARKER):])
+    return run_child([*command, *map(str, images)], "the official loop", timeout_s, error=OfficialBenchError)

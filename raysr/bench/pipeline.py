@@ -9,9 +9,7 @@ in the engine's own precision plan, with no decode, tiling, blending or encode.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,10 +22,12 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
+from raysr.bench import _child
 from raysr.bench.engine import bare_forward, gemm_peaks, machine_line, machine_load, macs_per_input_px, window_plan
 from raysr.engine import EngineOptions
 from raysr.engine.precision import pick_device, plan_precision
 from raysr.imageops.metrics import psnr
+from raysr.manifest import STAGE_COLUMNS, item_rows, read_manifest
 from raysr.models.load import LoadedModel, load_model
 from raysr.quick import upscale_path
 
@@ -104,8 +104,6 @@ def run_timeline(manifest_uri: str, run_id: str, job_started: datetime) -> dict:
     """
     import pyarrow.compute as pc
 
-    from raysr.manifest import item_rows, read_manifest
-
     table = item_rows(read_manifest(manifest_uri))
     table = table.filter(pc.and_(pc.equal(table.column("run_id"), run_id),
                                  pc.is_in(table.column("status"), pa.array(["ok", "flagged"]))))
@@ -125,7 +123,7 @@ def run_timeline(manifest_uri: str, run_id: str, job_started: datetime) -> dict:
             "images_per_actor": sorted(per_actor.values(), reverse=True)}
 
 
-_AFTER_READ = ("upscale_s", "faces_s", "color_s", "metrics_s", "write_s")
+_AFTER_READ = STAGE_COLUMNS[STAGE_COLUMNS.index("upscale_s"):]  # the stages from the model on
 
 
 def drive_run(spec_path: str, cluster: dict | None = None) -> None:
@@ -155,11 +153,10 @@ def drive_run(spec_path: str, cluster: dict | None = None) -> None:
     plan.init_ray(address, logical_cpus=2 * spec.resources.actors_per_model + 2)
     ray_start_s = time.perf_counter() - started
     job_started = datetime.now(timezone.utc)
-    report = run_job(spec)
-    timeline = run_timeline(report.manifest_uri, report.run_id, job_started)
-    print("RAYSR_BENCH_JSON " + json.dumps({"ray_start_s": ray_start_s, "job_s": report.wall_s,
-                                            "exit_code": report.exit_code, "counts": dict(report.counts),
-                                            **timeline}))
+    run = run_job(spec)
+    timeline = run_timeline(run.manifest_uri, run.run_id, job_started)
+    _child.report({"ray_start_s": ray_start_s, "job_s": run.wall_s, "exit_code": run.exit_code,
+                   "counts": dict(run.counts), **timeline})
     if local_cluster is not None:
         import ray
 
@@ -191,12 +188,8 @@ def bench_run(model: str, weights_dir: Path | None, options: EngineOptions, fold
     spec_path.write_text(yaml.safe_dump(spec))
     started = time.perf_counter()
     code = f"from raysr.bench.pipeline import drive_run; drive_run({str(spec_path)!r}, {cluster!r})"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s)
+    child = _child.run_child([sys.executable, "-c", code], "raysr run", timeout_s)
     process_s = time.perf_counter() - started
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RAYSR_BENCH_JSON ")]
-    if done.returncode or not lines:
-        raise RuntimeError(f"raysr run failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
-    child = json.loads(lines[-1].split(" ", 1)[1])
     if child["exit_code"]:
         raise RuntimeError(f"raysr run exited {child['exit_code']}: {child['counts']}")
     return {"process_s": process_s, "images_per_s": count / child["job_s"], "seconds": child.pop("job_s"),

@@ -18,9 +18,11 @@ Where it runs:
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
+from raysr.bench._child import run_child
 from raysr.bench.pipeline import LOCAL_ACTOR_SLOT, bench_run, write_bench_images
 from raysr.engine import EngineOptions
 
@@ -28,18 +30,13 @@ from raysr.engine import EngineOptions
 def _cluster_shape(address: str) -> tuple[int, int]:
     """(GPUs, live nodes) of the cluster at ``address``, asked by a short-lived driver in a
     child process: this process stays free of Ray, as :func:`bench_run`'s children need."""
-    import subprocess
-    import sys
-
-    code = (f"import ray; ray.init(address={address!r}, log_to_driver=False, logging_level='ERROR'); "
-            "print('SHAPE', int(ray.cluster_resources().get('GPU', 0)), sum(n['Alive'] for n in ray.nodes()))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    lines = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("SHAPE ")]
-    if done.returncode or not lines:
-        raise RuntimeError(f"cannot join the Ray cluster at {address!r} (exit {done.returncode}): "
-                           f"{done.stderr[-1500:]}\ncheck the address (`ray status` on the head) and retry")
-    gpus, nodes = lines[-1]
-    return int(gpus), int(nodes)
+    code = ("import ray; from raysr.bench._child import report; "
+            f"ray.init(address={address!r}, log_to_driver=False, logging_level='ERROR'); "
+            "report({'gpus': int(ray.cluster_resources().get('GPU', 0)), "
+            "'nodes': sum(node['Alive'] for node in ray.nodes())})")
+    shape = run_child([sys.executable, "-c", code], f"joining the Ray cluster at {address!r}", timeout_s=300,
+                      fix="check the address (`ray status` on the head) and retry")
+    return shape["gpus"], shape["nodes"]
 
 
 def bench_scaling(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = None, images: int = 8,

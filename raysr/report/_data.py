@@ -19,14 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raysr.manifest import SCHEMA, STATUSES, item_rows, latest_rows, read_manifest
+from raysr.manifest import STAGE_COLUMNS, STATUSES, item_rows, latest_rows, read_manifest
 
-# `duration_s` is a video's length, not time spent in a stage.
-_NOT_STAGES = ("duration_s",)
-STAGE_COLUMNS: tuple[str, ...] = tuple(
-    field.name for field in SCHEMA
-    if field.name.endswith("_s") and pa.types.is_floating(field.type) and field.name not in _NOT_STAGES
-)
 # Histogram order: the three first, then whichever others carry values.
 METRIC_COLUMNS: tuple[str, ...] = ("lr_psnr", "sharpness", "delta_e", "ref_psnr", "lr_ssim", "ref_ssim")
 # flag_reasons as the metrics stage writes them: "lr_psnr 15.2 < 20; delta_e 14.0 > 12"
