@@ -172,8 +172,9 @@ def bench_run(model: str, weights_dir: Path | None, options: EngineOptions, fold
     By default the actor gets every CPU (``cpus_per_actor``: Ray sets a worker's thread
     count from it); ``resources`` replaces the job's ``resources`` block and ``cluster``
     says where it runs (:func:`drive_run`). Colour correction and metrics are off, so
-    the job does what `raysr upscale` does; every image takes one route (one actor pool). Ray's start is reported apart from the job,
-    and the manifest's timeline beside it (:func:`run_timeline`).
+    the job does what `raysr upscale` does; every image takes one route (one actor pool).
+    Ray's start is reported apart from the job, and the manifest's timeline beside it
+    (:func:`run_timeline`).
     """
     count = len(list(folder.glob("*.png")))
     spec = {
