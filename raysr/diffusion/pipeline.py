@@ -298,8 +298,8 @@ class DiffusionUpscaler:
             mode = "reflect" if padded_h - height < height and padded_w - width < width else "replicate"
             tensor = F.pad(tensor, (0, padded_w - width, 0, padded_h - height), mode=mode)
         # 2. The tile grid tiled_forward will walk (row-major, one window per call). As in the
-        #    engine, `tile` is the core: an axis of <= tile px is one window; longer axes are cut
-        #    into near-equal parts, each widened by the shared `tile_overlap` (windows <= tile + overlap).
+        #    engine, `tile` is the core and windows are at most tile + tile_overlap: an axis that
+        #    fits is one window; longer ones get the fewest same-size windows that cover them.
         tile = max(self.spec.tile, multiple)
         spans_y = plan_axis(padded_h, tile, 0, self.spec.tile_overlap, multiple)
         spans_x = plan_axis(padded_w, tile, 0, self.spec.tile_overlap, multiple)

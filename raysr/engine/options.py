@@ -12,13 +12,21 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PrecisionName = Literal["auto", "fp32", "fp16", "bf16"]
 
+TILE_LAYOUT = 2
+"""Version of :func:`raysr.engine.tiling.plan_axis`'s window layout, part of the settings
+hash: a layout that moves windows changes output pixels, so bump this with it and
+resumed jobs redo their tiled items. 1: windows shifted inward at borders (until 2026-11-30);
+2: fewest evenly spread windows, border windows without unused context."""
+
 
 class EngineOptions(BaseModel):
     """How the engine runs a model over one image.
 
     Attributes:
-        tile: core tile size in input pixels; ``None`` picks the largest that
-            fits in free memory (the whole image when it fits).
+        tile: core tile size in input pixels; a window (what the model sees) is at
+            most ``tile + tile_overlap + 2·tile_pad``, and an image side no longer
+            than that is not cut. ``None`` picks the largest tile that fits in free
+            memory (the whole image when it fits).
         tile_pad: context pixels around each tile. With the default overlap,
             RealESRGAN_x4plus at tile 128 is 63 dB PSNR from the untiled output
             on a real photo (the official 10 px crop-and-paste: 52 dB; README, "Seams").
@@ -63,4 +71,5 @@ class EngineOptions(BaseModel):
 
     def settings(self) -> dict:
         """The options that change output pixels, for the manifest's settings hash."""
-        return self.model_dump(exclude={"device", "tile_batch", "min_tile", "compile"})
+        return {**self.model_dump(exclude={"device", "tile_batch", "min_tile", "compile"}),
+                "tile_layout": TILE_LAYOUT}

@@ -6,10 +6,13 @@ receptive field is wider than that context (RRDBNet's is ~100 px) then sees a
 different neighbourhood on each side of a tile border, and the border shows.
 
 Here every tile is a *window*: its *core* plus ``tile_pad`` pixels of real
-context on each side (windows are shifted inward at image borders, so all
-windows have one size and batch together). Neighbouring cores overlap by
-``tile_overlap`` pixels and are cross-faded with complementary linear ramps,
-so the pixels computed nearest a window's artificial edge count least. The
+context on each inner side. Windows all have one size (they batch together,
+and a compiled model sees one shape) and are spread evenly across the image;
+a border window gives its outer side to its core instead of to context the
+image does not have, so no computed pixel is thrown away for lack of a
+neighbour. Neighbouring cores overlap by ``tile_overlap`` pixels and are
+cross-faded with complementary linear ramps, so the pixels computed nearest a
+window's artificial edge count least. The
 weight of a tile is a product of two 1-D ramps, so the normalisation is the
 outer product of two 1-D sums: no full-size weight map is ever built.
 
@@ -43,42 +46,66 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def plan_axis(length: int, tile: int, pad: int, overlap: int, multiple: int = 1) -> list[Span]:
-    """Split ``[0, length)`` into ``ceil(length / tile)`` cores with same-size windows.
+    """Cover ``[0, length)`` with the fewest same-size windows of at most ``tile + overlap + 2·pad``.
 
-    Cores first partition the axis into near-equal parts, then each grows by
-    ``overlap / 2`` on its inner sides so neighbours share an ``overlap``-wide
-    cross-fade. Windows add ``pad`` of context and are shifted inward at the
-    image borders, so every window has the same size.
+    Windows are spread evenly from one border to the other. Between two
+    neighbours the seam sits in the middle of their shared pixels; each core
+    reaches ``overlap / 2`` past it (the cross-fade) and keeps ``pad`` pixels of
+    real context inside its window. Border windows give their outer side to
+    the core (there is no context beyond the image to pay for), which is what
+    makes all windows one size without computing pixels nobody uses.
 
     Args:
         length: image size along the axis, a multiple of ``multiple``.
-        tile: largest part before the overlap is added.
+        tile: core size; with the cross-fade and context it bounds the window
+            (``tile + overlap + 2·pad``), so an axis no longer than that is one window.
         pad: context on each side of a core.
-        overlap: width shared by neighbouring cores.
+        overlap: width shared by neighbouring cores (at most ``tile / 2``).
         multiple: window starts and sizes are multiples of this (pixel-unshuffle,
             window attention).
 
     Example:
         >>> [(s.core_start, s.core_end, s.win_start, s.win_end) for s in plan_axis(100, 64, 8, 8)]
-        [(0, 54, 0, 70), (46, 100, 30, 100)]
+        [(0, 54, 0, 62), (46, 100, 38, 100)]
     """
     if length % multiple:
         raise ValueError(f"length {length} is not a multiple of {multiple}")
-    if tile >= length:
+    pad_px, tile_px = _round_up(pad, multiple), _round_up(tile, multiple)
+    # A cross-fade wider than half a core would let three tiles share pixels.
+    half = min(_round_up(min(overlap, tile_px // 2) // 2, multiple), tile_px // 4 // multiple * multiple)
+    seam_px = 2 * pad_px + 2 * half  # window pixels each seam costs: context + cross-fade
+    max_window = tile_px + seam_px
+    if length <= max_window:
         return [Span(0, length, 0, length)]
-    count = math.ceil(length / tile)
-    bounds = [min(round(index * length / count) // multiple * multiple, length) for index in range(count + 1)]
-    # Cross-fades wider than half a tile would make cores overlap more than they own.
-    half = _round_up(min(overlap, tile // 2) // 2, multiple)
-    cores = [
-        (max(bounds[i] - half, 0) if i else 0, min(bounds[i + 1] + half, length) if i < count - 1 else length)
-        for i in range(count)
-    ]
-    window = min(max(end - start for start, end in cores) + 2 * _round_up(pad, multiple), length)
-    spans = []
-    for core_start, core_end in cores:
-        win_start = min(max(core_start - _round_up(pad, multiple), 0), length - window)
-        spans.append(Span(core_start, core_end, win_start, win_start + window))
+    for count in range(2, length // multiple + 1):
+        # n windows of size w cover length + (n - 1) seams: the smallest w that does.
+        window = _round_up(-(-(length + (count - 1) * seam_px) // count), multiple)
+        while window <= max_window:
+            spans = _place(length, count, window, pad_px, half, multiple)
+            if spans:
+                return spans
+            window += multiple
+    raise AssertionError(f"no tiling of {length} px with tile {tile}, pad {pad}, overlap {overlap}")
+
+
+def _place(length: int, count: int, window: int, pad_px: int, half: int, multiple: int) -> list[Span]:
+    """``count`` windows of ``window`` px spread evenly; ``[]`` when rounding leaves a core short of context."""
+    travel = length - window
+    starts = [round(index * travel / (count - 1)) // multiple * multiple for index in range(count)]
+    starts[-1] = travel
+    # Seam i is the middle of the pixels windows i and i + 1 share.
+    seams = [(starts[i + 1] + starts[i] + window) // 2 // multiple * multiple for i in range(count - 1)]
+    core_starts = [0] + [seam - half for seam in seams]
+    core_ends = [seam + half for seam in seams] + [length]
+    spans = [Span(core_starts[i], core_ends[i], starts[i], starts[i] + window) for i in range(count)]
+    for index, span in enumerate(spans):
+        if index and span.core_start - span.win_start < pad_px:
+            return []
+        if index < count - 1 and span.win_end - span.core_end < pad_px:
+            return []
+    # Each core's two cross-fades must not overlap, or three tiles would share pixels.
+    if any(later - earlier < 2 * half for earlier, later in zip(seams, seams[1:])):
+        return []
     return spans
 
 
@@ -137,8 +164,8 @@ def tiled_forward(
         scale: the model's upscale factor.
         out: (H·s, W·s, C) array in the output dtype, filled row band by row band.
         finish: converts finished float rows to ``out``'s dtype (on device, then to host).
-        tile, tile_pad, tile_overlap: see :func:`plan_axis`; ``tile`` ≥ the image
-            means one untiled forward.
+        tile, tile_pad, tile_overlap: see :func:`plan_axis`; an axis no longer than
+            ``tile + tile_overlap + 2·tile_pad`` is one window.
         tile_batch: windows per forward call.
 
     Returns:

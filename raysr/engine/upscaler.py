@@ -193,11 +193,12 @@ class Upscaler:
         share = 0.5 if self.device.type == "cuda" else 0.25
         budget = free_memory_bytes(self.device) * share
         longest = max(height, width)
-        pad = self.options.tile_pad
-        if (height + 2 * pad) * (width + 2 * pad) * bytes_per_px * batch <= budget:
+        if height * width * bytes_per_px * batch <= budget:
             return max(longest, self.options.min_tile)
+        # A window is at most tile + overlap + 2·pad (tiling.plan_axis).
+        seam_px = self.options.tile_overlap + 2 * self.options.tile_pad
         for tile in _TILE_CANDIDATES:
-            if tile < longest and (tile + 2 * pad) ** 2 * bytes_per_px * batch <= budget:
+            if tile < longest and (tile + seam_px) ** 2 * bytes_per_px * batch <= budget:
                 return max(tile, self.options.min_tile)
         return self.options.min_tile
 

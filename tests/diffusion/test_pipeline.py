@@ -41,7 +41,7 @@ def upscaler(weights_dir):
 
 @pytest.fixture(scope="module")
 def crop(photo):
-    return np.ascontiguousarray(photo[60:108, 200:240])  # 48×40 of the astronaut's face
+    return np.ascontiguousarray(photo[60:108, 196:244])  # 48×48 of the astronaut's face
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_loads_offline_from_the_cache_and_records_provenance(upscaler, weights_d
     assert upscaler.weights.source == f"hub:{SD_X4_UPSCALER}@{snapshot.revision}"
     assert upscaler.scale == 4 and upscaler.precision == "fp32"
     result = upscaler.upscale(crop)
-    assert result.image.shape == (192, 160, 3) and result.image.dtype == np.uint8
+    assert result.image.shape == (192, 192, 3) and result.image.dtype == np.uint8
     assert result.precision == "fp32" and result.precision_fallback_tiles == 0
     assert upscaler.last_tiles == 1
 
@@ -92,8 +92,8 @@ def test_prompt_and_negative_prompt_change_the_output(upscaler, small):
 def test_tiled_run_covers_the_image_and_stays_in_range(upscaler, crop):
     tiled = with_spec(upscaler, tile=32, tile_overlap=8)
     first = tiled.upscale(crop).image
-    assert tiled.last_tiles == 4  # 48×40 → 2×2 windows (28×24 px: half the axis + the overlap)
-    assert first.shape == (192, 160, 3) and first.dtype == np.uint8
+    assert tiled.last_tiles == 4  # 48 px > 32 + 8 → 2×2 windows of 28 px (half the axis + the cross-fade)
+    assert first.shape == (192, 192, 3) and first.dtype == np.uint8
     assert np.array_equal(first, tiled.upscale(crop).image)  # tile seeds are reproducible
     assert first.std() > 0
 

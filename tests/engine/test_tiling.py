@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from raysr.engine.options import TILE_LAYOUT
 from raysr.engine.tiling import Span, axis_weights, plan_axis, tiled_forward
 
 
@@ -31,6 +32,34 @@ def test_plan_axis_covers_and_windows_have_one_size(length, tile, pad, overlap):
             assert span.core_start - span.win_start >= min(pad, span.core_start)
         if span.core_end < length:
             assert span.win_end - span.core_end >= min(pad, length - span.core_end)
+
+
+@pytest.mark.parametrize("multiple", [1, 2, 4, 8])
+@pytest.mark.parametrize("length", [200, 256, 300, 384, 1000, 1920])
+@pytest.mark.parametrize("tile, pad, overlap", [(128, 16, 16), (64, 10, 0), (96, 24, 16)])
+def test_plan_axis_uses_the_fewest_windows_within_the_bound_and_wastes_no_border(length, tile, pad, overlap, multiple):
+    length = length // multiple * multiple
+    spans = plan_axis(length, tile, pad, overlap, multiple)
+    window = spans[0].win_end - spans[0].win_start
+    pad_px = -(-pad // multiple) * multiple
+    seam = 2 * pad_px + 2 * (-(-(overlap // 2) // multiple) * multiple)
+    max_window = -(-tile // multiple) * multiple + seam
+    assert window <= max_window
+    # One window fewer, even at the largest size, could not cover the axis.
+    fewer = len(spans) - 1
+    assert fewer * max_window - (fewer - 1) * seam < length
+    # Border windows spend their outer side on the core; inner context is tile_pad (+ rounding).
+    assert spans[0].win_start == spans[0].core_start == 0 and spans[-1].win_end == spans[-1].core_end == length
+    for left, right in zip(spans, spans[1:]):
+        assert pad_px <= left.win_end - left.core_end <= pad_px + multiple
+        assert pad_px <= right.core_start - right.win_start <= pad_px + multiple
+
+
+def test_plan_axis_is_one_window_while_the_axis_fits_in_the_bound():
+    # tile 128 + 16 px cross-fade + 2 x 16 px context = 176
+    assert plan_axis(176, 128, 16, 16) == [Span(0, 176, 0, 176)]
+    spans = plan_axis(177, 128, 16, 16)
+    assert len(spans) == 2 and spans[0].win_end - spans[0].win_start < 176
 
 
 def test_plan_axis_respects_size_multiple():
@@ -81,3 +110,13 @@ def test_span_is_frozen():
     span = Span(0, 1, 0, 1)
     with pytest.raises(AttributeError):
         span.core_start = 3
+
+
+def test_layout_is_pinned_to_its_settings_version():
+    # Moving a window changes output pixels, and resumed jobs only redo items whose settings
+    # hash changed: change the layout, bump options.TILE_LAYOUT, then update these.
+    assert TILE_LAYOUT == 2
+    assert [tuple(vars(span).values()) for span in plan_axis(300, 128, 16, 16)] == [
+        (0, 158, 0, 174), (142, 300, 126, 300)]
+    assert [tuple(vars(span).values()) for span in plan_axis(384, 128, 16, 16)] == [
+        (0, 144, 0, 160), (128, 256, 112, 272), (240, 384, 224, 384)]

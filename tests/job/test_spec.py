@@ -1,5 +1,6 @@
 import pytest
 
+from raysr.engine.options import TILE_LAYOUT
 from raysr.job.spec import SpecError, dump_spec, load_spec, parse_spec
 
 MINIMAL = {"name": "j", "inputs": ["in"], "output": {"path": "out"}}
@@ -40,6 +41,7 @@ def test_settings_hash_changes_with_what_changes_pixels():
     base = parse_spec(MINIMAL)
     assert base.settings_hash("photo") == parse_spec({**MINIMAL, "resources": {"actors_per_model": 3}}).settings_hash("photo")
     assert base.settings_hash("photo") != parse_spec({**MINIMAL, "engine": {"tile_pad": 8}}).settings_hash("photo")
+    assert base.engine.settings()["tile_layout"] == TILE_LAYOUT  # a new window layout redoes tiled items
     assert base.settings_hash("photo") != parse_spec({**MINIMAL, "model": "realesr-animevideov3"}).settings_hash("photo")
     assert base.settings_hash("photo") != parse_spec({**MINIMAL, "output": {"path": "o", "format": "jpg"}}).settings_hash("photo")
 
