@@ -4,6 +4,8 @@
   ``torch.compile``'d (the GPU ceiling; :func:`raysr.bench.engine.bench_forward`);
 - ``engine``: bare forward FP32 vs the precision policy, tiled vs untiled, GEMM peak
   (:mod:`raysr.bench.engine`);
+- ``seams``: tiled vs untiled output (PSNR, largest difference, time) per
+  ``tile_pad / tile_overlap`` (:mod:`raysr.bench.seams`);
 - ``pipeline``: bare forward vs `raysr upscale` vs `raysr run` on the same images,
   tile and precision (:mod:`raysr.bench.pipeline`);
 - ``official``: the same plus the official ``RealESRGANer`` loop in its own venv
@@ -24,14 +26,15 @@ from pathlib import Path
 
 from raysr._lazy import lazy_attributes
 
-__all__ = ["bench_engine", "bench_forward", "bench_memory", "bench_pipeline", "bench_scaling", "bench_video_path",
-           "print_results", "write_json"]
+__all__ = ["bench_engine", "bench_forward", "bench_memory", "bench_pipeline", "bench_scaling", "bench_seams",
+           "bench_video_path", "print_results", "write_json"]
 
 # Each benchmark loads on first use: `raysr --help` builds the bench parser (raysr.bench.cli)
 # without importing torch.
 __getattr__ = lazy_attributes(__name__, {
     "bench_engine": "raysr.bench.engine", "bench_forward": "raysr.bench.engine", "bench_memory": "raysr.bench.memory",
-    "bench_pipeline": "raysr.bench.pipeline", "bench_scaling": "raysr.bench.scaling"})
+    "bench_pipeline": "raysr.bench.pipeline", "bench_scaling": "raysr.bench.scaling",
+    "bench_seams": "raysr.bench.seams"})
 
 
 def print_results(results: dict) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-_WHAT = ["forward", "engine", "pipeline", "official", "memory", "video", "scaling", "all"]
+_WHAT = ["forward", "engine", "seams", "pipeline", "official", "memory", "video", "scaling", "all"]
 
 
 def _height_width(text: str) -> tuple[int, int]:
@@ -18,8 +18,8 @@ def _height_width(text: str) -> tuple[int, int]:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from raysr.bench import (bench_engine, bench_forward, bench_memory, bench_pipeline, bench_scaling, bench_video_path,
-                             print_results, write_json)
+    from raysr.bench import (bench_engine, bench_forward, bench_memory, bench_pipeline, bench_scaling, bench_seams,
+                             bench_video_path, print_results, write_json)
 
     def given(**values):  # only what the user set: the defaults live in raysr.bench
         return {key: value for key, value in values.items() if value is not None}
@@ -37,6 +37,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.what in ("engine", "all"):
         sections["engine"] = bench_engine(**given(size=args.size, repeats=args.repeats, weights_dir=args.weights_dir,
                                                   tile=args.tile))
+    if args.what in ("seams", "all"):
+        sections["seams"] = bench_seams(**common, **given(size=args.size))
     if args.what in ("pipeline", "official", "all"):
         sections["pipeline"] = bench_pipeline(**common, **pipeline, **given(compile=args.compile), with_run=not args.no_run,
                                               with_official=args.what != "pipeline")
@@ -58,7 +60,8 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:
     """Add `raysr bench` to the `raysr` command's subcommands."""
     bench = commands.add_parser("bench", help="speed and memory figures for this machine (table + JSON)")
     bench.add_argument("what", choices=_WHAT,
-                       help="engine: bare forward + GEMM peak; pipeline: bare vs `upscale` vs `run`; official: "
+                       help="engine: bare forward + GEMM peak; seams: tiled vs untiled output per "
+                            "tile_pad/overlap; pipeline: bare vs `upscale` vs `run`; official: "
                             "pipeline + the official RealESRGANer loop; memory: peak memory of one big image; "
                             "video: segment path vs a sequential loop; scaling: `run` with 1 model actor vs N; "
                             "all: everything but scaling")
@@ -66,7 +69,8 @@ def add_bench_command(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--video-model", help="model for `video` (default realesr-animevideov3)")
     bench.add_argument("--clip", type=Path, help="video for `video` (default: a generated clip)")
     bench.add_argument("--images", type=int, help="images for pipeline/official (default 4) and scaling (default 8)")
-    bench.add_argument("--size", type=int, help="input side in px (engine and scaling default 128, pipeline 256)")
+    bench.add_argument("--size", type=int,
+                       help="input side in px (engine and scaling default 128, pipeline 256, seams 512)")
     bench.add_argument("--big-size", type=int, help="input side for `memory` (default 2048: 2048² → 8192²)")
     bench.add_argument("--tile", type=int, help="tile size for raysr and the official loop (default 128)")
     bench.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], help="raysr's precision (default auto)")

@@ -27,9 +27,11 @@ class EngineOptions(BaseModel):
             most ``tile + tile_overlap + 2·tile_pad``, and an image side no longer
             than that is not cut. ``None`` picks the largest tile that fits in free
             memory (the whole image when it fits).
-        tile_pad: context pixels around each tile. With the default overlap,
-            RealESRGAN_x4plus at tile 128 is 63 dB PSNR from the untiled output
-            on a real photo (the official 10 px crop-and-paste: 52 dB; README, "Seams").
+        tile_pad: context pixels on each inner side of a tile. RRDBNet sees ~100 px,
+            so less context moves its output at the seams: RealESRGAN_x4plus at tile
+            128 on a 512² photo, FP32, is 56 dB PSNR from the untiled output with
+            the defaults (largest error 31/255), 61 dB with 32 px (7/255, 1.14× the
+            compute), 46 dB with the official 10 px crop-and-paste (README, "Seams").
         tile_overlap: width of the cross-fade between neighbouring tiles.
         tile_batch: windows per forward call; ``None`` = as many as fit (1 on CPU).
         min_tile: out-of-memory back-off halves the tile down to this floor.
@@ -51,7 +53,7 @@ class EngineOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     tile: int | None = Field(default=None, ge=16)
-    tile_pad: int = Field(default=16, ge=0)
+    tile_pad: int = Field(default=24, ge=0)
     tile_overlap: int = Field(default=16, ge=0)
     tile_batch: int | None = Field(default=None, ge=1)
     min_tile: int = Field(default=16, ge=8)

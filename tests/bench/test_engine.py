@@ -13,9 +13,9 @@ from raysr.models.load import load_model
 def test_window_plan_matches_the_engine_tiling(save_state):
     loaded = load_model(str(save_state(rrdbnet_state(), "rrdb.pth")))
     plan = window_plan(loaded, EngineOptions(tile=128), 256, 256)
-    # 2×2 windows per axis share one seam: (256 + 16 px cross-fade + 2 × 16 px context) / 2
-    assert (plan["windows"], plan["window"]) == (4, (152, 152))
-    assert plan["window_px_over_image_px"] == round(4 * 152 * 152 / 256**2, 3)
+    # 2 windows per axis share one seam: (256 + 16 px cross-fade + 2 × 24 px context) / 2
+    assert (plan["windows"], plan["window"]) == (4, (160, 160))
+    assert plan["window_px_over_image_px"] == round(4 * 160 * 160 / 256**2, 3)
     assert window_plan(loaded, EngineOptions(), 100, 60)["windows"] == 1  # no tile: untiled
 
 

@@ -31,7 +31,7 @@ def test_write_bench_images_shapes(tmp_path):
 
 def test_smoke_pipeline_reports_rates_and_efficiency(tiny_model):
     # `raysr run` is left out of CI's smoke run: Ray's start alone is most of a minute on a busy 2-core runner.
-    report = bench_pipeline(str(tiny_model), images=2, size=96, tile=32, repeats=1, with_run=False)
+    report = bench_pipeline(str(tiny_model), images=2, size=128, tile=32, repeats=1, with_run=False)
     for key in ("bare_images_per_s", "upscale_images_per_s", "upscale_auto_tile_images_per_s",
                 "upscale_official_seams_images_per_s", "bare_gmacs_per_s", "peak_fp32_gmacs_per_s"):
         assert report[key] > 0, key
