@@ -12,9 +12,9 @@ a border window gives its outer side to its core instead of to context the
 image does not have, so no computed pixel is thrown away for lack of a
 neighbour. Neighbouring cores overlap by ``tile_overlap`` pixels and are
 cross-faded with complementary linear ramps, so the pixels computed nearest a
-window's artificial edge count least. The
-weight of a tile is a product of two 1-D ramps, so the normalisation is the
-outer product of two 1-D sums: no full-size weight map is ever built.
+window's artificial edge count least. The weight of a tile is a product of two
+1-D ramps, so the normalisation is the outer product of two 1-D sums: no
+full-size weight map is ever built.
 
 Output rows are finished one tile row at a time and converted to the output
 dtype immediately, so the float accumulator holds about one band of rows.
@@ -22,7 +22,6 @@ dtype immediately, so the float accumulator holds about one band of rows.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -77,8 +76,10 @@ def plan_axis(length: int, tile: int, pad: int, overlap: int, multiple: int = 1)
     max_window = tile_px + seam_px
     if length <= max_window:
         return [Span(0, length, 0, length)]
-    for count in range(2, length // multiple + 1):
-        # n windows of size w cover length + (n - 1) seams: the smallest w that does.
+    # n windows of size w cover length + (n - 1) seams, so w <= max_window needs
+    # n >= (length - seam_px) / tile_px; rounding may push w over, then n + 1 is tried.
+    fewest = max(2, -(-(length - seam_px) // tile_px))
+    for count in range(fewest, length // multiple + 1):
         window = _round_up(-(-(length + (count - 1) * seam_px) // count), multiple)
         while window <= max_window:
             spans = _place(length, count, window, pad_px, half, multiple)
