@@ -135,6 +135,22 @@ def window_plan(loaded: LoadedModel, options: EngineOptions, height: int, width:
             "window_px_over_image_px": round(windows * window[0] * window[1] / (height * width), 3)}
 
 
+def bench_photo(size: int) -> np.ndarray:
+    """(size, size, 3) uint8: scikit-image's astronaut, a centre crop, or resized when larger than it
+    (noise without scikit-image: what is measured does not depend on content)."""
+    try:
+        from skimage import data
+    except ImportError:  # the `demo` extra
+        return (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
+    photo = data.astronaut()
+    if size > min(photo.shape[:2]):
+        import cv2
+
+        return cv2.resize(photo, (size, size), interpolation=cv2.INTER_CUBIC)
+    top, left = (photo.shape[0] - size) // 2, (photo.shape[1] - size) // 2
+    return np.ascontiguousarray(photo[top: top + size, left: left + size])
+
+
 def _random_inputs(loaded: LoadedModel, plan: PrecisionPlan, window: tuple[int, int], batch: int) -> torch.Tensor:
     """(batch, C, *window) uniform [0, 1) inputs in ``plan``'s dtype, device and memory format."""
     channels = int(loaded.spec.extra.get("input_channels", 3))

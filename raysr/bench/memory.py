@@ -16,11 +16,9 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from raysr.bench._child import report, run_child
-from raysr.bench.engine import machine_line, machine_load
-
+from raysr.bench.engine import bench_photo, machine_line, machine_load
 
 
 def _current_rss_bytes() -> int:
@@ -29,14 +27,8 @@ def _current_rss_bytes() -> int:
 
 
 def write_big_image(path: Path, size: int) -> Path:
-    """A ``size``² RGB PNG: scikit-image's astronaut resized (noise when scikit-image is missing)."""
-    try:
-        from skimage import data
-
-        pixels = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_CUBIC)
-    except ImportError:
-        pixels = (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
-    cv2.imwrite(str(path), cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR))
+    """A ``size``² RGB PNG of :func:`raysr.bench.engine.bench_photo`."""
+    cv2.imwrite(str(path), cv2.cvtColor(bench_photo(size), cv2.COLOR_RGB2BGR))
     return path
 
 

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from raysr.bench.engine import bench_photo, machine_line, window_plan
 from raysr.engine import EngineOptions, Upscaler
 from raysr.imageops.metrics import psnr
 from raysr.models.load import load_model
@@ -20,33 +21,16 @@ SEAM_SETTINGS = ((10, 0), (16, 16), (24, 16), (32, 16))
 """(tile_pad, tile_overlap) pairs: the official crop-and-paste, then raysr's with more context."""
 
 
-def seam_photo(size: int) -> np.ndarray:
-    """(size, size, 3) uint8: scikit-image's astronaut, centre crop, resized when larger (any content works)."""
-    try:
-        from skimage import data
-    except ImportError:  # the `demo` extra; noise still shows what tiling changes
-        return (np.random.default_rng(0).random((size, size, 3)) * 255).astype(np.uint8)
-    photo = data.astronaut()
-    if size > min(photo.shape[:2]):
-        import cv2
-
-        return cv2.resize(photo, (size, size), interpolation=cv2.INTER_CUBIC)
-    top, left = (photo.shape[0] - size) // 2, (photo.shape[1] - size) // 2
-    return np.ascontiguousarray(photo[top: top + size, left: left + size])
-
-
 def bench_seams(model: str = "RealESRGAN_x4plus", weights_dir=None, size: int = 512, tile: int = 128,
                 precision: str = "auto", settings=SEAM_SETTINGS) -> dict:
     """Tiled vs untiled output of ``model`` on a ``size``² photo at each (tile_pad, tile_overlap).
 
     Example:
         >>> bench_seams(size=256, precision="fp32")["pad24_overlap16_psnr_db"]  # doctest: +SKIP
-        59.1
+        58.5
     """
-    from raysr.bench.engine import machine_line, window_plan
-
     loaded = load_model(model, weights_dir)
-    image = seam_photo(size)
+    image = bench_photo(size)
     whole = Upscaler(loaded, EngineOptions(tile=size, precision=precision))
     results: dict = {"machine": machine_line(whole.device), "model": model, "input": f"{size}x{size}", "tile": tile,
                      "precision": whole.precision}

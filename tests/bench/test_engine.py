@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from factories import compact_state, rrdbnet_state
-from raysr.bench.engine import bench_forward, gemm_peak_gmacs, macs_per_input_px, window_plan
+from raysr.bench.engine import bench_forward, bench_photo, gemm_peak_gmacs, macs_per_input_px, window_plan
 from raysr.engine import EngineOptions
 from raysr.models.load import load_model
 
@@ -39,3 +40,9 @@ def test_bench_forward_times_eager_nchw_and_compiled(save_state):
     assert {name for name in expected if report[f"{name}_items_per_s"] > 0} == expected
     assert "compile_failure" not in report
     assert not torch.backends.cudnn.deterministic  # flags put back
+
+
+def test_bench_photo_is_a_square_uint8_photo_at_any_size():
+    for size in (64, 600):
+        photo = bench_photo(size)
+        assert photo.shape == (size, size, 3) and photo.dtype == np.uint8 and photo.std() > 10

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from factories import compact_state
-from raysr.bench.seams import bench_seams, seam_photo
+from raysr.bench.seams import bench_seams
 from raysr.cli import main
 
 
@@ -27,12 +26,6 @@ def test_context_wider_than_the_receptive_field_removes_the_seams(compact_model)
     assert report["pad0_overlap0_max_diff"] > 1 and report["pad0_overlap0_psnr_db"] < 60
     assert report["pad16_overlap16_max_diff"] <= 1 and report["pad16_overlap16_psnr_db"] > 60
     assert report["pad16_overlap16_windows"] == "4 x 52x52"  # (64 + 8 cross-fade + 2 × 16 context) / 2
-
-
-def test_seam_photo_is_a_square_uint8_photo_at_any_size():
-    for size in (64, 600):
-        photo = seam_photo(size)
-        assert photo.shape == (size, size, 3) and photo.dtype == np.uint8 and photo.std() > 10
 
 
 def test_cli_bench_seams_writes_json(compact_model, tmp_path, capsys):
