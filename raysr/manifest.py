@@ -2,15 +2,18 @@
 
 This module owns the schema; every other module builds rows through
 :func:`new_row` and reads them through :func:`read_manifest`. Rows are written
-by the driver in small part files (``run_id=<id>/part-NNNNN.parquet``), each
-written whole then renamed, so a killed job leaves every row it finished and
-nothing half-written. Local paths and ``s3://`` URIs both work (pyarrow.fs).
+by the driver in part files (``run_id=<id>/part-NNNNN.parquet``), each written
+whole then renamed, at most ``flush_interval_s`` apart: a killed job leaves every
+row it finished until then and nothing half-written, and a million-item run
+writes hundreds of parts, not one per batch. Local paths and ``s3://`` URIs both
+work (pyarrow.fs).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -138,7 +141,10 @@ class ManifestWriter:
     root: str
     job_id: str
     run_id: str
-    rows_per_part: int = 500
+    rows_per_part: int = 5000
+    # Rows finished since the last part are lost when the driver dies (those items are
+    # redone on resume), so parts go out at least this often while rows arrive.
+    flush_interval_s: float = 30.0
 
     def __post_init__(self) -> None:
         self._fs, self._base = _filesystem(self.root)
@@ -147,15 +153,22 @@ class ManifestWriter:
             self._fs.create_dir(self._dir, recursive=True)
         self._pending: list[dict] = []
         self._parts = 0
+        self._flushed_at = time.monotonic()
         self.rows_written = 0
 
     def append(self, rows: list[dict]) -> None:
+        """Queue rows; a part is written once ``rows_per_part`` are queued or
+        ``flush_interval_s`` has passed since the last one."""
         for row in rows:
             self._pending.append({**row, "job_id": self.job_id, "run_id": self.run_id})
-        if len(self._pending) >= self.rows_per_part:
+            if len(self._pending) >= self.rows_per_part:
+                self.flush()
+        if time.monotonic() - self._flushed_at >= self.flush_interval_s:
             self.flush()
 
     def flush(self) -> None:
+        """Write every queued row as one part now."""
+        self._flushed_at = time.monotonic()
         if not self._pending:
             return
         table = to_table(self._pending).drop_columns(["run_id"])  # the partition folder holds it
@@ -171,20 +184,24 @@ class ManifestWriter:
         self._pending = []
 
 
-def read_manifest(uri: str) -> pa.Table:
-    """Every row of every run in the manifest at ``uri`` (empty table if none yet)."""
+def read_manifest(uri: str, columns: tuple[str, ...] | None = None) -> pa.Table:
+    """Every row of every run in the manifest at ``uri`` (empty table if none yet).
+
+    ``columns``: read only these (those an older manifest lacks are left out), e.g. what a
+    resume needs of a million rows instead of all of :data:`SCHEMA`.
+    """
+    wanted = [name for name in COLUMNS if columns is None or name in columns]
     filesystem, base = _filesystem(uri)
     if filesystem.get_file_info(base).type == pafs.FileType.NotFound:
-        return SCHEMA.empty_table()
+        return pa.schema([SCHEMA.field(name) for name in wanted]).empty_table()
     partitioning = pads.partitioning(pa.schema([("run_id", pa.string())]), flavor="hive")
     dataset = pads.dataset(
         base, format="parquet", filesystem=filesystem, partitioning=partitioning,
         exclude_invalid_files=True, ignore_prefixes=[".", "_"],
     )
-    table = dataset.to_table()
-    return table.select([name for name in COLUMNS if name in table.column_names]).cast(
-        pa.schema([SCHEMA.field(name) for name in COLUMNS if name in table.column_names])
-    )
+    present = [name for name in wanted if name in dataset.schema.names]
+    table = dataset.to_table(columns=present)
+    return table.cast(pa.schema([SCHEMA.field(name) for name in present]))
 
 
 def item_rows(table: pa.Table) -> pa.Table:
@@ -201,9 +218,10 @@ def latest_rows(table: pa.Table) -> pa.Table:
         return table
     order = pc.sort_indices(table, sort_keys=[("item_id", "ascending"), ("finished_at", "descending")])
     ordered = table.take(order)
-    item_ids = ordered.column("item_id").to_pylist()
-    keep = [index for index, item in enumerate(item_ids) if index == 0 or item != item_ids[index - 1]]
-    return ordered.take(pa.array(keep, pa.int64()))
+    item_ids = ordered.column("item_id").combine_chunks()
+    # The first row of each run of equal item ids (the newest of that item), without Python rows.
+    first_of_item = pc.fill_null(pc.not_equal(item_ids.slice(1), item_ids.slice(0, len(item_ids) - 1)), True)
+    return ordered.filter(pa.concat_arrays([pa.array([True]), first_of_item]))
 
 
 def latest_outcomes(table: pa.Table) -> pa.Table:

@@ -90,3 +90,38 @@ def test_latest_outcome_ignores_skip_rows(tmp_path):
     table = read_manifest(root)
     assert latest_rows(table).column("status").to_pylist() == ["skipped"]
     assert latest_outcomes(table).column("status").to_pylist() == ["ok"]
+
+
+def test_parts_go_out_by_row_count_or_interval(tmp_path):
+    def parts(root):
+        return sorted(path.name for path in (tmp_path / root).rglob("part-*.parquet"))
+
+    batched = ManifestWriter(str(tmp_path / "batched"), "job", "r1", rows_per_part=3, flush_interval_s=3600)
+    for index in range(4):
+        batched.append([new_row(item_id=f"i{index}", status="ok")])
+    assert len(parts("batched")) == 1, "a part once 3 rows are queued, not one per append"
+    batched.flush()
+    assert len(parts("batched")) == 2 and read_manifest(str(tmp_path / "batched")).num_rows == 4
+    eager = ManifestWriter(str(tmp_path / "eager"), "job", "r1", flush_interval_s=0.0)
+    eager.append([new_row(item_id="a", status="ok")])
+    assert len(parts("eager")) == 1, "an interval that has passed writes the queued rows"
+
+
+def test_read_only_some_columns(tmp_path):
+    root = str(tmp_path / "m")
+    writer = ManifestWriter(root, "job", "r1")
+    writer.append([new_row(item_id="a", status="ok", finished_at=_at(1), notes="long text")])
+    writer.flush()
+    table = read_manifest(root, columns=("item_id", "status", "run_id", "not_a_column"))
+    assert table.column_names == ["run_id", "item_id", "status"]
+    assert table.to_pylist() == [{"run_id": "r1", "item_id": "a", "status": "ok"}]
+    assert read_manifest(str(tmp_path / "none"), columns=("item_id",)).column_names == ["item_id"]
+
+
+def test_latest_rows_keep_the_newest_row_of_each_item(tmp_path):
+    rows = [new_row(item_id=item, status=status, finished_at=_at(second))
+            for item, status, second in (("b", "error", 1), ("a", "ok", 2), ("b", "ok", 3), ("a", "error", 1),
+                                         ("c", "ok", 1), ("b", "error", 2))]
+    latest = latest_rows(pa.Table.from_pylist(rows, schema=SCHEMA))
+    assert latest.select(["item_id", "status"]).to_pylist() == [
+        {"item_id": "a", "status": "ok"}, {"item_id": "b", "status": "ok"}, {"item_id": "c", "status": "ok"}]

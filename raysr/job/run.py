@@ -26,6 +26,7 @@ from raysr.models.registry import get_spec, is_registered
 from raysr.sinks.write import colliding_outputs
 from raysr.sources.listing import list_local
 from raysr.stages._batch import batch_of
+from raysr.stages.read import RESUME_COLUMNS
 from raysr.stages.write import finish
 from raysr.weights.resolve import resolve_weights
 
@@ -131,6 +132,9 @@ def _refuse_output_collisions(probed: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=probed.schema)
 
 
+_EMIT_ROWS = 5000  # skip and error rows from the probe go to the manifest this many at a time
+
+
 class _Progress:
     def __init__(self, total: int, enabled: bool) -> None:
         self.total, self.enabled = total, enabled
@@ -185,7 +189,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
 
     listing = list_inputs(spec)
     report.listed = listing.num_rows
-    done = latest_outcomes(read_manifest(spec.manifest_uri))
+    done = latest_outcomes(read_manifest(spec.manifest_uri, columns=RESUME_COLUMNS))
     # A local Ray gets logical CPUs enough for every pool's actors (each asks for this machine's
     # cores when no GPU is there) plus the read and write tasks; the OS shares the real cores.
     per_actor = spec.resources.cpus_per_actor or float(os.cpu_count() or 1)
@@ -221,7 +225,8 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     if probed is not None:
         probed = _refuse_output_collisions(probed)
         is_pending = pc.is_null(probed.column("status"))
-        emit([finish(row) for row in probed.filter(pc.invert(is_pending)).to_pylist()])
+        for settled in probed.filter(pc.invert(is_pending)).to_batches(max_chunksize=_EMIT_ROWS):
+            emit([finish(row) for row in settled.to_pylist()])  # a resumed archive: a million skips
         pending = probed.filter(is_pending)
         is_video = pc.fill_null(pc.equal(pending.column("kind"), "video"), False)
         # Only videos leave Arrow (to be cut into segment rows): a million images stay columnar.
@@ -238,7 +243,6 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
         rows = batch.to_pylist()
         joined = [videos.take(row) for row in rows if row.get("segment_index") is not None]
         emit(rows + [finish(row) for row in joined if row is not None])
-        writer.flush()
     emit([finish(row) for row in videos.unfinished()])
     writer.flush()
     tracker.close()

@@ -59,3 +59,15 @@ def test_a_configured_share_that_leaves_no_cpu_for_reading_is_refused():
         fit_actor_cpus(_spec(cpus_per_actor=2), num_gpus=0, pools=2, cluster_cpus=4)
     with pytest.raises(PlanError):  # beside GPUs too: each actor still holds a CPU
         fit_actor_cpus(_spec(actors_per_model=3), num_gpus=1, pools=1, cluster_cpus=3)
+
+
+@pytest.mark.parametrize("items, slots, rows", [
+    (20_000, 8, 500),  # a laptop's resume: 40 blocks, not 2000 ten-row tasks
+    (1_000, 8, 32),  # four rounds of blocks per slot
+    (10, 8, 8),  # never fewer rows than a task is worth
+    (1_000_000, 2000, 125),  # a big cluster: every slot busy
+])
+def test_probe_blocks_are_a_few_rounds_per_task_slot(items, slots, rows):
+    from raysr.job.plan import probe_rows_per_block
+
+    assert probe_rows_per_block(items, slots) == rows

@@ -4,7 +4,7 @@ import pyarrow as pa
 from raysr.job.spec import parse_spec
 from raysr.manifest import new_row
 from raysr.stages._batch import rows_of
-from raysr.stages.read import ProbeStage, ReadBytesStage
+from raysr.stages.read import ProbeStage, ReadBytesStage, attach_last_outcomes
 
 
 def _spec(tmp_path, **extra):
@@ -44,12 +44,13 @@ def test_probe_skips_unchanged_done_items_only(tmp_path, photo):
     output.write_bytes(b"x" * 10)
     done = pa.Table.from_pylist([new_row(**{k: first[k] for k in ("item_id", "input_sha256", "settings_hash", "output_uri")},
                                          status="ok", weights_sha256="w1", output_size=10, run_id="r1")])
-    probe = ProbeStage(spec, {"photo": "w1"}, done)
-    assert rows_of(probe(_listing(tmp_path, ["p.png"])))[0]["skip_reason"] == "unchanged since run r1"
+    listing = attach_last_outcomes(_listing(tmp_path, ["p.png"]), done)
+    probe = ProbeStage(spec, {"photo": "w1"})
+    assert rows_of(probe(listing))[0]["skip_reason"] == "unchanged since run r1"
     # A new model (weights digest) or a missing output means redo.
-    assert rows_of(ProbeStage(spec, {"photo": "w2"}, done)(_listing(tmp_path, ["p.png"])))[0]["status"] is None
+    assert rows_of(ProbeStage(spec, {"photo": "w2"})(listing))[0]["status"] is None
     output.write_bytes(b"x" * 9)
-    assert rows_of(probe(_listing(tmp_path, ["p.png"])))[0]["status"] is None
+    assert rows_of(probe(listing))[0]["status"] is None
     assert path.exists()
 
 
@@ -85,13 +86,14 @@ def test_listing_version_skips_without_reading(tmp_path, photo):
     # Same size, same mtime, other bytes: the shortcut trusts the store and does not read.
     path.write_bytes(b"\0" * info.st_size)
     os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
-    row = rows_of(ProbeStage(spec, {"photo": "w1"}, done)(listing))[0]
+    listing = attach_last_outcomes(listing, done)
+    row = rows_of(ProbeStage(spec, {"photo": "w1"})(listing))[0]
     assert row["status"] == "skipped" and "not re-read" in row["skip_reason"]
     assert row["input_sha256"] == first["input_sha256"]
     # Another output folder, or another model, is not "unchanged".
     moved = _spec(tmp_path, output={"path": str(tmp_path / "elsewhere")})
-    assert rows_of(ProbeStage(moved, {"photo": "w1"}, done)(listing))[0]["status"] != "skipped"
-    assert rows_of(ProbeStage(spec, {"photo": "w2"}, done)(listing))[0]["status"] != "skipped"
+    assert rows_of(ProbeStage(moved, {"photo": "w1"})(listing))[0]["status"] != "skipped"
+    assert rows_of(ProbeStage(spec, {"photo": "w2"})(listing))[0]["status"] != "skipped"
 
 
 def test_cpu_stages_load_without_torch():
@@ -103,3 +105,27 @@ def test_cpu_stages_load_without_torch():
     code = ("import sys, raysr, raysr.stages.read, raysr.stages.write, raysr.stages.color, raysr.stages.metrics; "
             "heavy = {'torch', 'spandrel'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_last_outcomes_join_onto_the_listing_in_its_order(tmp_path):
+    listing = _listing(tmp_path, ["a.png", "b.png", "c.png"])
+    done = pa.Table.from_pylist([new_row(item_id="id-c.png", status="error", run_id="r2"),
+                                 new_row(item_id="id-gone.png", status="ok", run_id="r1"),
+                                 new_row(item_id="id-a.png", status="ok", run_id="r1", output_size=7)])
+    joined = attach_last_outcomes(listing, done)
+    assert joined.column("item_id").to_pylist() == ["id-a.png", "id-b.png", "id-c.png"]
+    assert joined.column("last_status").to_pylist() == ["ok", None, "error"]
+    assert joined.column("last_output_size").to_pylist() == [7, None, None]
+    assert attach_last_outcomes(listing, None).equals(listing)
+    assert attach_last_outcomes(listing, done.slice(0, 0)).equals(listing)
+
+
+def test_retry_failed_only_probes_only_last_errors(tmp_path, photo):
+    for name in ("a.png", "b.png", "c.png"):
+        _write(tmp_path, name, photo[:40, :40])
+    done = pa.Table.from_pylist([new_row(item_id="id-a.png", status="error", run_id="r1"),
+                                 new_row(item_id="id-b.png", status="ok", run_id="r1")])
+    spec = _spec(tmp_path, retry_failed_only=True)
+    rows = rows_of(ProbeStage(spec, {"photo": "w1"})(attach_last_outcomes(_listing(tmp_path, ["a.png", "b.png", "c.png"]), done)))
+    assert [row["status"] for row in rows] == [None, "skipped", "skipped"]
+    assert all("last_status" not in row for row in rows), "history stays out of the probe's output"
