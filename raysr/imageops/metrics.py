@@ -186,5 +186,5 @@ def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:
         Mean ΔE, 0.0 for identical images.
     """
     check_pair(a, b)
-    diff = _lab(a).astype(np.float64) - _lab(b).astype(np.float64)
-    return float(np.mean(np.sqrt(np.sum(diff**2, axis=2))))
+    diff = _lab(a) - _lab(b)  # float32 per pixel, float64 for the mean: half the time of all-float64
+    return float(np.sqrt(np.einsum("hwc,hwc->hw", diff, diff)).mean(dtype=np.float64))
