@@ -13,7 +13,11 @@
 - ``memory``: peak memory of one big image, raysr vs official (:mod:`raysr.bench.memory`);
 - ``video``: raysr's segment path vs a sequential decode → model → encode loop;
 - ``scaling``: `raysr run` with one model actor vs N, on a cluster or a local
-  multi-node Ray (:mod:`raysr.bench.scaling`).
+  multi-node Ray (:mod:`raysr.bench.scaling`);
+- ``post``: one core's time per item of colour, metrics and write, the CPU stages
+  after the model (:mod:`raysr.bench.post`);
+- ``items``: `raysr run` and its resume over many tiny images with no model time: the
+  per-item cost of an archive job (:mod:`raysr.bench.items`).
 
 Every command prints a table, then the same figures as one JSON line.
 """
@@ -26,13 +30,14 @@ from pathlib import Path
 
 from raysr._lazy import lazy_attributes
 
-__all__ = ["bench_engine", "bench_forward", "bench_memory", "bench_pipeline", "bench_scaling", "bench_seams",
-           "bench_video_path", "print_results", "write_json"]
+__all__ = ["bench_engine", "bench_forward", "bench_items", "bench_memory", "bench_pipeline", "bench_post",
+           "bench_scaling", "bench_seams", "bench_video_path", "print_results", "write_json"]
 
 # Each benchmark loads on first use: `raysr --help` builds the bench parser (raysr.bench.cli)
 # without importing torch.
 __getattr__ = lazy_attributes(__name__, {
-    "bench_engine": "raysr.bench.engine", "bench_forward": "raysr.bench.engine", "bench_memory": "raysr.bench.memory",
+    "bench_engine": "raysr.bench.engine", "bench_forward": "raysr.bench.engine", "bench_items": "raysr.bench.items",
+    "bench_memory": "raysr.bench.memory", "bench_post": "raysr.bench.post",
     "bench_pipeline": "raysr.bench.pipeline", "bench_scaling": "raysr.bench.scaling",
     "bench_seams": "raysr.bench.seams"})
 

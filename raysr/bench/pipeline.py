@@ -10,6 +10,7 @@ in the engine's own precision plan, with no decode, tiling, blending or encode.
 from __future__ import annotations
 
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -155,8 +156,9 @@ def drive_run(spec_path: str, cluster: dict | None = None) -> None:
     job_started = datetime.now(timezone.utc)
     run = run_job(spec)
     timeline = run_timeline(run.manifest_uri, run.run_id, job_started)
+    driver_peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     _child.report({"ray_start_s": ray_start_s, "job_s": run.wall_s, "exit_code": run.exit_code,
-                   "counts": dict(run.counts), **timeline})
+                   "counts": dict(run.counts), "driver_peak_rss_mb": driver_peak_rss_mb, **timeline})
     if local_cluster is not None:
         import ray
 
@@ -166,7 +168,7 @@ def drive_run(spec_path: str, cluster: dict | None = None) -> None:
 
 def bench_run(model: str, weights_dir: Path | None, options: EngineOptions, folder: Path, work: Path,
               timeout_s: float = 3600, resources: dict | None = None, cluster: dict | None = None,
-              name: str = "run") -> dict:
+              name: str = "run", force: bool = True) -> dict:
     """`raysr run` on a generated job spec over ``folder``, in a fresh process.
 
     By default the actor gets every CPU (``cpus_per_actor``: Ray sets a worker's thread
@@ -174,16 +176,16 @@ def bench_run(model: str, weights_dir: Path | None, options: EngineOptions, fold
     says where it runs (:func:`drive_run`). Colour correction and metrics are off, so
     the job does what `raysr upscale` does; every image takes one route (one actor pool).
     Ray's start is reported apart from the job, and the manifest's timeline beside it
-    (:func:`run_timeline`).
+    (:func:`run_timeline`). ``force=False`` resumes an earlier run of the same ``name``.
     """
-    count = len(list(folder.glob("*.png")))
+    count = len(list(folder.rglob("*.png")))
     spec = {
         "name": f"raysr-bench-{name}", "inputs": [str(folder)], "extensions": [".png"],
         "output": {"path": str(work / f"out-{name}"), "format": "png"}, "model": model,
         "engine": options.model_dump(exclude_defaults=True), "stages": {"metrics": False, "color": "none"},
         "route_overrides": [{"glob": "*", "route": "photo"}],  # one route: one actor pool, whatever the content
         "resources": resources or {"cpus_per_actor": os.cpu_count() or 1},
-        "weights_dir": str(weights_dir) if weights_dir else None, "force": True,
+        "weights_dir": str(weights_dir) if weights_dir else None, "force": force,
     }
     spec_path = work / f"bench-{name}.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
