@@ -15,10 +15,9 @@ import json
 
 import numpy as np
 
-from raysr.engine import EngineOptions, Upscaler
+from raysr.engine import EngineOptions
 from raysr.imageops.color import correct_color
 from raysr.imageops.resize import resize
-from raysr.models.load import load_model
 from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, unpack_pixels
 from raysr.stages.color import color_method_for
 
@@ -35,6 +34,9 @@ class EnsembleMemberStage:
 
     def __init__(self, model: str, engine: EngineOptions, weights_dir: str | None = None,
                  timeout_s: float = 3600.0) -> None:
+        from raysr.engine import Upscaler  # torch loads in the actor, never in the driver
+        from raysr.models.load import load_model
+
         self.model = model
         self.loaded = load_model(model, weights_dir, denoise_strength=engine.denoise_strength)
         self.upscaler = Upscaler(self.loaded, engine)

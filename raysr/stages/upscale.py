@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import pickle
 
-from raysr.engine import EngineOptions, Upscaler
+from typing import TYPE_CHECKING
+
+from raysr.engine import EngineOptions
 from raysr.job.spec import DiffusionSpec, FacesSpec, VideoSpec
-from raysr.models.load import load_model
 from raysr.models.registry import get_spec, is_registered
 from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, worker_ids
+
+if TYPE_CHECKING:
+    from raysr.engine import Upscaler
 
 
 def _provenance(arch: str, weights, weights_sha256: str | None, tile_pad: int, tile_overlap: int) -> dict:
@@ -25,6 +29,10 @@ def _provenance(arch: str, weights, weights_sha256: str | None, tile_pad: int, t
 
 
 def _network_upscaler(model: str, engine: EngineOptions, weights_dir: str | None) -> tuple[Upscaler, dict]:
+    # torch and spandrel load here, in the actor: the driver plans the job without them.
+    from raysr.engine import Upscaler
+    from raysr.models.load import load_model
+
     loaded = load_model(model, weights_dir, denoise_strength=engine.denoise_strength)
     # loaded.weights_sha256, not loaded.weights.sha256: a denoise-strength blend has its own digest.
     return Upscaler(loaded, engine), _provenance(loaded.arch, loaded.weights, loaded.weights_sha256,

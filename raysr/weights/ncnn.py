@@ -18,9 +18,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 _TAG_FP32 = 0x00000000
 _TAG_FP16 = 0x01306B47
@@ -124,6 +127,8 @@ class _BinReader:
 
 def _read_tensors(layers: list[_Layer], reader: _BinReader) -> list[tuple[str, torch.Tensor]]:
     """Read weights in file order as (kind, tensor), kind in conv_w/conv_b/prelu."""
+    import torch  # here, not at the top: a job's driver resolves weights without loading torch
+
     tensors: list[tuple[str, torch.Tensor]] = []
     for layer in layers:
         if layer.kind == "Convolution":

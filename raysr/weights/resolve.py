@@ -25,7 +25,6 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from filelock import FileLock
 
 from raysr.models.registry import ModelSpec, get_spec, is_registered
@@ -195,6 +194,8 @@ class _Resolver:
 
     def store_conversion(self, conversion, source: str, bin_path: Path) -> ResolvedWeights:
         """Save a converted ncnn model into the cache with its conversion record."""
+        import torch  # only to store a conversion: resolving a cached file needs no torch
+
         buffer = io.BytesIO()  # torch.save derives names from the path; write bytes instead
         torch.save(conversion.state_dict, buffer)
         tmp_path = _atomic_write_from(self.weights_dir, lambda path: path.write_bytes(buffer.getvalue()))

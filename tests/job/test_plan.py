@@ -71,3 +71,14 @@ def test_probe_blocks_are_a_few_rounds_per_task_slot(items, slots, rows):
     from raysr.job.plan import probe_rows_per_block
 
     assert probe_rows_per_block(items, slots) == rows
+
+
+def test_the_driver_plans_without_torch():
+    # `raysr run`'s driver lists, probes, plans and writes the manifest; torch and spandrel
+    # (~0.5 GB and seconds) load only in the model actors, and weights resolve without them.
+    import subprocess
+    import sys
+
+    code = ("import sys, raysr.cli, raysr.job.run, raysr.job.plan, raysr.weights.resolve; "
+            "heavy = {'torch', 'spandrel'} & set(sys.modules); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
