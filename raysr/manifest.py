@@ -5,13 +5,17 @@ This module owns the schema; every other module builds rows through
 by the driver in part files (``run_id=<id>/part-NNNNN.parquet``), each written
 whole then renamed, at most ``flush_interval_s`` apart: a killed job leaves every
 row it finished until then and nothing half-written, and a million-item run
-writes hundreds of parts, not one per batch. Local paths and ``s3://`` URIs both
-work (pyarrow.fs).
+writes hundreds of parts, not one per batch. After each run the driver snapshots
+every item's latest outcome (``_outcomes/<run_id>.parquet``, :func:`save_outcomes`),
+so a resume reads the newest snapshot and the runs after it, not every run's rows.
+Local paths and ``s3://`` URIs both work (pyarrow.fs).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import os
 import time
 import uuid
@@ -23,6 +27,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+_LOG = logging.getLogger(__name__)
 STATUSES = ("ok", "error", "skipped", "flagged")
 
 _STAGES = ("read", "upscale", "faces", "color", "metrics", "write")
@@ -172,16 +177,40 @@ class ManifestWriter:
         if not self._pending:
             return
         table = to_table(self._pending).drop_columns(["run_id"])  # the partition folder holds it
-        final = f"{self._dir}/part-{self._parts:05d}-{uuid.uuid4().hex[:8]}.parquet"
-        if isinstance(self._fs, pafs.LocalFileSystem):
-            temporary = f"{self._dir}/.tmp-{uuid.uuid4().hex}"
-            pq.write_table(table, temporary, filesystem=self._fs)
-            self._fs.move(temporary, final)
-        else:  # object stores publish a PUT atomically
-            pq.write_table(table, final, filesystem=self._fs)
+        _write_whole(self._fs, f"{self._dir}/part-{self._parts:05d}-{uuid.uuid4().hex[:8]}.parquet", table)
         self._parts += 1
         self.rows_written += len(self._pending)
         self._pending = []
+
+
+def _write_whole(filesystem: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    """Write a Parquet file that readers see whole or not at all."""
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        temporary = f"{path.rsplit('/', 1)[0]}/.tmp-{uuid.uuid4().hex}"
+        pq.write_table(table, temporary, filesystem=filesystem)
+        filesystem.move(temporary, path)
+    else:  # object stores publish a PUT atomically
+        pq.write_table(table, path, filesystem=filesystem)
+
+
+def _runs_dataset(uri: str) -> pads.Dataset | None:
+    """The manifest at ``uri`` as a dataset partitioned by ``run_id``; ``None`` before any row."""
+    filesystem, base = _filesystem(uri)
+    if filesystem.get_file_info(base).type == pafs.FileType.NotFound:
+        return None
+    partitioning = pads.partitioning(pa.schema([("run_id", pa.string())]), flavor="hive")
+    return pads.dataset(base, format="parquet", filesystem=filesystem, partitioning=partitioning,
+                        exclude_invalid_files=True, ignore_prefixes=[".", "_"])
+
+
+def _read_rows(dataset: pads.Dataset | None, columns: tuple[str, ...] | None, runs: list[str] | None = None) -> pa.Table:
+    """Rows of ``dataset`` (of the given ``runs`` only, read from their files alone), typed by :data:`SCHEMA`."""
+    wanted = [name for name in COLUMNS if columns is None or name in columns]
+    if dataset is None:
+        return pa.schema([SCHEMA.field(name) for name in wanted]).empty_table()
+    present = [name for name in wanted if name in dataset.schema.names]
+    where = pc.field("run_id").isin(pa.array(runs, pa.string())) if runs is not None else None
+    return dataset.to_table(columns=present, filter=where).cast(pa.schema([SCHEMA.field(name) for name in present]))
 
 
 def read_manifest(uri: str, columns: tuple[str, ...] | None = None) -> pa.Table:
@@ -190,18 +219,7 @@ def read_manifest(uri: str, columns: tuple[str, ...] | None = None) -> pa.Table:
     ``columns``: read only these (those an older manifest lacks are left out), e.g. what a
     resume needs of a million rows instead of all of :data:`SCHEMA`.
     """
-    wanted = [name for name in COLUMNS if columns is None or name in columns]
-    filesystem, base = _filesystem(uri)
-    if filesystem.get_file_info(base).type == pafs.FileType.NotFound:
-        return pa.schema([SCHEMA.field(name) for name in wanted]).empty_table()
-    partitioning = pads.partitioning(pa.schema([("run_id", pa.string())]), flavor="hive")
-    dataset = pads.dataset(
-        base, format="parquet", filesystem=filesystem, partitioning=partitioning,
-        exclude_invalid_files=True, ignore_prefixes=[".", "_"],
-    )
-    present = [name for name in wanted if name in dataset.schema.names]
-    table = dataset.to_table(columns=present)
-    return table.cast(pa.schema([SCHEMA.field(name) for name in present]))
+    return _read_rows(_runs_dataset(uri), columns)
 
 
 def item_rows(table: pa.Table) -> pa.Table:
@@ -229,6 +247,76 @@ def latest_outcomes(table: pa.Table) -> pa.Table:
     if table.num_rows == 0:
         return table
     return latest_rows(table.filter(pc.not_equal(table.column("status"), "skipped")))
+
+
+_OUTCOMES_KEEP = 2  # outcome snapshots kept: the newest, and the one before should it be unreadable
+_COVERS = b"raysr_runs"  # snapshot metadata: JSON list of the runs whose rows it reflects
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """The latest outcome of each item (:func:`latest_outcomes`) and the runs it reflects."""
+
+    table: pa.Table
+    runs: tuple[str, ...]
+
+
+def _outcomes_dir(uri: str) -> tuple[pafs.FileSystem, str]:
+    """Snapshots live in the manifest's folder, ``<manifest>/_outcomes/<run_id>.parquet``: its
+    own whatever manifest path a job sets, and out of the dataset (``_`` names are skipped)."""
+    filesystem, base = _filesystem(uri)
+    return filesystem, f"{base.rstrip('/')}/_outcomes"
+
+
+def _newest_snapshot(uri: str) -> Outcomes | None:
+    filesystem, folder = _outcomes_dir(uri)
+    found = filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    for info in sorted((info for info in found if info.path.endswith(".parquet")), key=lambda i: i.path, reverse=True):
+        try:
+            table = pq.read_table(info.path, filesystem=filesystem)
+            runs = tuple(json.loads(table.schema.metadata[_COVERS]))
+        except Exception as error:  # noqa: BLE001 - a damaged snapshot costs time, never outcomes
+            _LOG.warning("outcome snapshot %s is unreadable (%s); reading the runs it covered instead", info.path, error)
+            continue
+        return Outcomes(table.replace_schema_metadata(None), runs)
+    return None
+
+
+def read_outcomes(uri: str, columns: tuple[str, ...]) -> Outcomes:
+    """The latest outcome of each item in the manifest at ``uri``, reading ``columns``.
+
+    Starts from the newest snapshot (:func:`save_outcomes`) and reads only the runs it does
+    not cover (a run killed before saving one, or a manifest from before snapshots), so a
+    scheduled job's resume reads about one row per item, not one per item and run.
+    """
+    snapshot = _newest_snapshot(uri)
+    covered = set(snapshot.runs) if snapshot else set()
+    dataset = _runs_dataset(uri)
+    present = {_run_of(path) for path in dataset.files} if dataset is not None else set()
+    rows = _read_rows(dataset, columns, sorted(present - covered))
+    if snapshot is not None and snapshot.table.num_rows:
+        rows = pa.concat_tables([snapshot.table, rows], promote_options="default")
+    return Outcomes(latest_outcomes(rows), tuple(sorted(covered | present)))
+
+
+def save_outcomes(uri: str, run_id: str, columns: tuple[str, ...]) -> Outcomes:
+    """Snapshot the latest outcomes after ``run_id`` (keeping the newest few), for the next resume."""
+    outcomes = read_outcomes(uri, columns)
+    filesystem, folder = _outcomes_dir(uri)
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        filesystem.create_dir(folder, recursive=True)
+    table = outcomes.table.replace_schema_metadata({_COVERS: json.dumps(outcomes.runs).encode()})
+    _write_whole(filesystem, f"{folder}/{run_id}.parquet", table)
+    older = sorted(info.path for info in filesystem.get_file_info(pafs.FileSelector(folder))
+                   if info.path.endswith(".parquet"))[:-_OUTCOMES_KEEP]
+    for path in older:
+        filesystem.delete_file(path)
+    return outcomes
+
+
+def _run_of(path: str) -> str:
+    """``…/run_id=<id>/part-….parquet`` → ``<id>``."""
+    return path.rsplit("/", 2)[-2].removeprefix("run_id=")
 
 
 def summarize(table: pa.Table, slowest: int = 5) -> dict:

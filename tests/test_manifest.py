@@ -125,3 +125,53 @@ def test_latest_rows_keep_the_newest_row_of_each_item(tmp_path):
     latest = latest_rows(pa.Table.from_pylist(rows, schema=SCHEMA))
     assert latest.select(["item_id", "status"]).to_pylist() == [
         {"item_id": "a", "status": "ok"}, {"item_id": "b", "status": "ok"}, {"item_id": "c", "status": "ok"}]
+
+
+_RESUME = ("item_id", "status", "finished_at", "segment_index", "run_id", "output_size")
+
+
+def _run(root, run_id, rows):
+    writer = ManifestWriter(root, "job", run_id)
+    writer.append([new_row(**row) for row in rows])
+    writer.flush()
+
+
+def _states(outcomes):
+    return {row["item_id"]: (row["status"], row["run_id"]) for row in outcomes.table.to_pylist()}
+
+
+def test_outcome_snapshot_stands_in_for_the_runs_it_covers(tmp_path):
+    import shutil
+
+    from raysr.manifest import read_outcomes, save_outcomes
+
+    root = str(tmp_path / "_raysr" / "manifest")
+    assert read_outcomes(root, _RESUME).table.num_rows == 0  # no manifest yet
+    _run(root, "r1", [dict(item_id="a", status="error", finished_at=_at(1)), dict(item_id="b", status="ok", finished_at=_at(1))])
+    _run(root, "r2", [dict(item_id="a", status="ok", finished_at=_at(5)), dict(item_id="b", status="skipped", finished_at=_at(5))])
+    saved = save_outcomes(root, "r2", _RESUME)
+    assert _states(saved) == {"a": ("ok", "r2"), "b": ("ok", "r1")} and saved.runs == ("r1", "r2")
+    assert (tmp_path / "_raysr" / "manifest" / "_outcomes" / "r2.parquet").is_file()
+    assert read_manifest(root).num_rows == 4, "snapshots are not manifest rows"
+    assert _states(read_outcomes(root, _RESUME)) == _states(saved), "every run covered: the snapshot alone"
+    # The covered runs' rows are no longer read: the snapshot alone gives their outcomes.
+    shutil.rmtree(tmp_path / "_raysr" / "manifest" / "run_id=r1")
+    # A later run without a snapshot (killed) is read on top of it.
+    _run(root, "r3", [dict(item_id="b", status="error", finished_at=_at(9)), dict(item_id="c", status="ok", finished_at=_at(9))])
+    outcomes = read_outcomes(root, _RESUME)
+    assert _states(outcomes) == {"a": ("ok", "r2"), "b": ("error", "r3"), "c": ("ok", "r3")}
+    assert outcomes.runs == ("r1", "r2", "r3")
+
+
+def test_only_the_newest_snapshots_are_kept_and_a_damaged_one_is_passed_over(tmp_path, caplog):
+    from raysr.manifest import read_outcomes, save_outcomes
+
+    root = str(tmp_path / "_raysr" / "manifest")
+    folder = tmp_path / "_raysr" / "manifest" / "_outcomes"
+    for index, run in enumerate(("r1", "r2", "r3")):
+        _run(root, run, [dict(item_id=f"i{index}", status="ok", finished_at=_at(index))])
+        save_outcomes(root, run, _RESUME)
+    assert sorted(path.name for path in folder.iterdir()) == ["r2.parquet", "r3.parquet"]
+    (folder / "r3.parquet").write_bytes(b"not parquet")
+    outcomes = read_outcomes(root, _RESUME)
+    assert sorted(_states(outcomes)) == ["i0", "i1", "i2"] and "unreadable" in caplog.text

@@ -7,6 +7,7 @@ small rows, and writes manifest rows as they stream back.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import sys
@@ -21,7 +22,7 @@ import pyarrow.compute as pc
 from raysr.job.lease import Lease
 from raysr.job.spec import JobSpec
 from raysr.job.videos import VideoJoins
-from raysr.manifest import ManifestWriter, latest_outcomes, read_manifest
+from raysr.manifest import ManifestWriter, read_outcomes, save_outcomes
 from raysr.models.registry import get_spec, is_registered
 from raysr.sinks.write import colliding_outputs
 from raysr.sources.listing import list_local
@@ -132,7 +133,21 @@ def _refuse_output_collisions(probed: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=probed.schema)
 
 
+_LOG = logging.getLogger(__name__)
 _EMIT_ROWS = 5000  # skip and error rows from the probe go to the manifest this many at a time
+
+
+def _snapshot_outcomes(spec: JobSpec, run_id: str) -> None:
+    """Save every item's latest outcome for the next run's resume (:func:`raysr.manifest.save_outcomes`).
+
+    The manifest's rows stay the record: a snapshot that cannot be written only makes the
+    next resume read more of them, so it is a warning, not a failed run.
+    """
+    try:
+        save_outcomes(spec.manifest_uri, run_id, RESUME_COLUMNS)
+    except Exception as error:  # noqa: BLE001
+        _LOG.warning("could not save the outcome snapshot beside %s (%s); the next resume reads every run's rows",
+                     spec.manifest_uri, error)
 
 
 class _Progress:
@@ -189,7 +204,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
 
     listing = list_inputs(spec)
     report.listed = listing.num_rows
-    done = latest_outcomes(read_manifest(spec.manifest_uri, columns=RESUME_COLUMNS))
+    done = read_outcomes(spec.manifest_uri, RESUME_COLUMNS).table
     # A local Ray gets logical CPUs enough for every pool's actors (each asks for this machine's
     # cores when no GPU is there) plus the read and write tasks; the OS shares the real cores.
     per_actor = spec.resources.cpus_per_actor or float(os.cpu_count() or 1)
@@ -246,6 +261,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     emit([finish(row) for row in videos.unfinished()])
     writer.flush()
     tracker.close()
+    _snapshot_outcomes(spec, report.run_id)
 
     # Reconcile: every listed item has exactly one row in this run.
     listed_ids = listing.column("item_id").to_pylist()

@@ -107,9 +107,12 @@ def test_s3_job_end_to_end(ray_cluster, s3_bucket, photo, tmp_path, monkeypatch)
         "out/photos/a.png", "out/photos/b.png", "out/gray.png"}
     _assert_no_credentials(bucket, table)
 
+    assert f"out/_raysr/manifest/_outcomes/{report.run_id}.parquet" in outputs  # the next resume starts there
+
     second = run_job(spec, progress=False)  # resume: the ghost is no longer listed
     assert second.listed == 5 and second.counts["skipped"] == 3 and second.counts["error"] == 2
     assert read_manifest(spec.manifest_uri).num_rows == 11
+    assert {f"out/_raysr/manifest/_outcomes/{run.run_id}.parquet" for run in (report, second)} <= set(_keys(bucket))
 
 
 def test_s3_job_through_faulty_store_loses_nothing(ray_cluster, s3_bucket, s3_proxy, photo, tmp_path):
