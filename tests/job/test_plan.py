@@ -82,3 +82,16 @@ def test_the_driver_plans_without_torch():
     code = ("import sys, raysr.cli, raysr.job.run, raysr.job.plan, raysr.weights.resolve; "
             "heavy = {'torch', 'spandrel'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("items, actors, batch, rows", [
+    (12, 1, 1, 2),  # a laptop's dozen photos: six blocks for its one actor
+    (3_000, 1, 1, 64),  # many small items: 64 rows a block, not 2
+    (1_000, 8, 1, 16),  # eight GPUs: about eight blocks each
+    (5, 4, 1, 1),
+    (100, 4, 8, 8),  # never less than one model batch
+])
+def test_process_blocks_are_about_eight_per_actor(items, actors, batch, rows):
+    from raysr.job.plan import process_rows_per_block
+
+    assert process_rows_per_block(items, actors, batch) == rows
