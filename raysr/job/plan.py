@@ -95,9 +95,9 @@ def cluster_gpus() -> float:
 
 
 def _blocks(table: pa.Table, min_rows: int) -> list[pa.Table]:
-    """At most ~2000 blocks of at least ``min_rows`` rows: an actor pool hands out whole
-    blocks, so the process pass uses small ones (every actor gets work) until the count
-    of blocks, not their size, would weigh on the driver."""
+    """Blocks of ``min_rows`` rows (:func:`probe_rows_per_block`, :func:`process_rows_per_block`),
+    larger once there would be more than ~2000 of them: past that the count of blocks, not
+    their size, weighs on the driver."""
     rows_per_block = max(min_rows, math.ceil(table.num_rows / 2000))
     if "segment_index" in table.column_names:
         # A video segment is minutes of model time: one block each, so one film's
