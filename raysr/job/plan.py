@@ -124,15 +124,16 @@ def probe_rows_per_block(items: int, task_slots: float) -> int:
 
 
 def process_rows_per_block(items: int, actors: int, batch_size: int) -> int:
-    """Rows per block of the process pass: about eight blocks per model actor, within
-    ``batch_size`` (one model batch) and :data:`_PROCESS_ROWS_PER_BLOCK`.
+    """Rows per block of the process pass: one until each model actor would get more than 64
+    blocks, then as many as keep it at 64, within ``batch_size`` (one model batch) and
+    :data:`_PROCESS_ROWS_PER_BLOCK`.
 
-    An actor pool hands out whole blocks, so the last blocks decide how evenly the actors
-    finish; but every block also costs a read task, an actor call and a write task (~70 ms
-    on 2 cores), which one-row blocks paid per item (3000 tiny images: 29 items/s at 2 rows
-    a block, 75 at 64).
+    Every block costs a read task, an actor call and a write task (~70 ms on 2 cores), which
+    one-row blocks paid per item (3000 tiny images: 29 items/s at 2 rows a block, 75 at 64).
+    But an actor emits a block's outputs together, at its end, and hands out whole blocks:
+    while blocks are few, one row each keeps outputs streaming and the actors finishing together.
     """
-    return max(batch_size, min(_PROCESS_ROWS_PER_BLOCK, math.ceil(items / (8 * max(1, actors)))))
+    return max(batch_size, min(_PROCESS_ROWS_PER_BLOCK, math.ceil(items / (64 * max(1, actors)))))
 
 
 def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str | None], chain_digests: dict[str, str | None],

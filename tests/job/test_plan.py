@@ -85,13 +85,13 @@ def test_the_driver_plans_without_torch():
 
 
 @pytest.mark.parametrize("items, actors, batch, rows", [
-    (12, 1, 1, 2),  # a laptop's dozen photos: six blocks for its one actor
-    (3_000, 1, 1, 64),  # many small items: 64 rows a block, not 2
-    (1_000, 8, 1, 16),  # eight GPUs: about eight blocks each
-    (5, 4, 1, 1),
+    (12, 1, 1, 1),  # a laptop's dozen photos: one a block, outputs stream
+    (3_000, 1, 1, 47),  # many small items: 64 blocks of 47 rows, not 2000 of 2
+    (100_000, 1, 1, 64),  # at most 64 rows a block
+    (1_000, 8, 1, 2),  # eight GPUs: 64 blocks each
     (100, 4, 8, 8),  # never less than one model batch
 ])
-def test_process_blocks_are_about_eight_per_actor(items, actors, batch, rows):
+def test_process_blocks_grow_past_64_per_actor(items, actors, batch, rows):
     from raysr.job.plan import process_rows_per_block
 
     assert process_rows_per_block(items, actors, batch) == rows
