@@ -56,7 +56,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(call: Callable[[], object], repeats: int, device: torch.device | None = None) -> float:
+def median_seconds(call: Callable[[], object], repeats: int, device: torch.device | None = None) -> float:
     """Median wall time of ``call`` after one warm-up call (oneDNN/cuDNN pick kernels on the first)."""
     device = device or pick_device("auto")
     call()
@@ -171,7 +171,7 @@ def bare_forward(loaded: LoadedModel, plan: PrecisionPlan, window: tuple[int, in
         with torch.inference_mode(), plan.autocast():
             module(inputs)
 
-    return _time(forward, repeats, plan.device)
+    return median_seconds(forward, repeats, plan.device)
 
 
 def _rrdbnet(weights_dir) -> tuple[LoadedModel, str]:
@@ -211,7 +211,7 @@ def bench_engine(size: int = 128, repeats: int = 3, weights_dir=None, tile: int 
             with torch.inference_mode(), plan.autocast():
                 module(inputs)
 
-        seconds = _time(forward, repeats, device)
+        seconds = median_seconds(forward, repeats, device)
         results[f"forward_{name}_s"] = round(seconds, 3)
         results[f"forward_{name}_precision"] = plan.name
         results[f"forward_{name}_gmacs_per_s"] = round(_RRDBNET_X4_MACS_PER_PX * size * size / seconds / 1e9, 1)
@@ -222,8 +222,8 @@ def bench_engine(size: int = 128, repeats: int = 3, weights_dir=None, tile: int 
     untiled = Upscaler(loaded, EngineOptions(tile=size * 4))
     tiled = Upscaler(loaded, EngineOptions(tile=tile))
     results["engine_input"] = f"{size * 2}x{size * 2}"
-    results["engine_untiled_s"] = round(_time(lambda: untiled.upscale(image), repeats, device), 3)
-    results[f"engine_tile{tile}_s"] = round(_time(lambda: tiled.upscale(image), repeats, device), 3)
+    results["engine_untiled_s"] = round(median_seconds(lambda: untiled.upscale(image), repeats, device), 3)
+    results[f"engine_tile{tile}_s"] = round(median_seconds(lambda: tiled.upscale(image), repeats, device), 3)
     results["tiling_overhead"] = round(results[f"engine_tile{tile}_s"] / results["engine_untiled_s"], 2)
     return results
 
@@ -281,7 +281,7 @@ def bench_forward(model: str = "RealESRGAN_x4plus", size: tuple[int, int] = (512
         forward()  # the first call compiles
         sync(device)
         results[f"{name}_first_call_s"] = round(time.perf_counter() - started, 2)
-        seconds = _time(forward, repeats, device)
+        seconds = median_seconds(forward, repeats, device)
         results[f"{name}_s"] = round(seconds, 4)
         results[f"{name}_items_per_s"] = round(batch / seconds, 2)
         results[f"{name}_gmacs_per_s"] = round(macs / seconds / 1e9, 1)

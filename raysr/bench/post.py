@@ -14,7 +14,7 @@ import tempfile
 
 import cv2
 
-from raysr.bench.engine import _time, bench_photo, machine_line
+from raysr.bench.engine import bench_photo, machine_line, median_seconds
 from raysr.stages._batch import pack_pixels
 from raysr.stages.color import ColorStage
 from raysr.stages.metrics import MetricsStage
@@ -62,7 +62,7 @@ def bench_post(size: int = 512, scale: int = 4, color: str = "wavelet", fmt: str
                     raise RuntimeError(f"the {name} stage failed on the bench item: {row.get('error_message')}")
 
             for name in stages:
-                results[f"{name}_ms"] = round(1000 * _time(lambda name=name: run(name), repeats), 1)
+                results[f"{name}_ms"] = round(1000 * median_seconds(lambda name=name: run(name), repeats), 1)
     finally:
         cv2.setNumThreads(threads)
     total_ms = sum(results[f"{name}_ms"] for name in stages)
