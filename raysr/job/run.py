@@ -134,7 +134,6 @@ def _refuse_output_collisions(probed: pa.Table) -> pa.Table:
 
 
 _LOG = logging.getLogger(__name__)
-_EMIT_ROWS = 5000  # skip and error rows from the probe go to the manifest this many at a time
 
 
 def _snapshot_outcomes(spec: JobSpec, run_id: str) -> None:
@@ -240,8 +239,9 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     if probed is not None:
         probed = _refuse_output_collisions(probed)
         is_pending = pc.is_null(probed.column("status"))
-        for settled in probed.filter(pc.invert(is_pending)).to_batches(max_chunksize=_EMIT_ROWS):
-            emit([finish(row) for row in settled.to_pylist()])  # a resumed archive: a million skips
+        # A resumed archive: a million skip rows, handed to the writer a part's worth at a time.
+        for settled in probed.filter(pc.invert(is_pending)).to_batches(max_chunksize=writer.rows_per_part):
+            emit([finish(row) for row in settled.to_pylist()])
         pending = probed.filter(is_pending)
         is_video = pc.fill_null(pc.equal(pending.column("kind"), "video"), False)
         # Only videos leave Arrow (to be cut into segment rows): a million images stay columnar.
