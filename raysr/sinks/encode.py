@@ -97,8 +97,14 @@ def _exif_bytes(metadata: ImageMetadata, tag: str, dpi, size, notes: list[str]) 
         return _output_exif(ImageMetadata(), tag, dpi, size).tobytes(), False
 
 
+# zlib level 3 with every row Paeth-filtered: libpng's adaptive choice among all five filters
+# costs 13–17 % more time (2048² x4plus outputs, one core: 352 → 304 ms) for files 0–0.5 %
+# smaller. Level 1 would be ~40 % faster for ~5 % more bytes: kept at 3 for archives.
+_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
+
+
 def _encode_png(pixels: np.ndarray, metadata: ImageMetadata, dpi, tag: str) -> EncodedImage:
-    ok, buffer = cv2.imencode(".png", _to_bgr(pixels), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buffer = cv2.imencode(".png", _to_bgr(pixels), _PNG_PARAMS)
     if not ok:
         raise ValueError(f"PNG encoding failed for a {pixels.shape} {pixels.dtype} image")
     chunks, kept, notes = [], [], []
