@@ -174,7 +174,7 @@ def _lab(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(x, cv2.COLOR_RGB2LAB)
 
 
-def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:
+def mean_delta_e(a: np.ndarray, b: np.ndarray, max_pixels: int | None = None) -> float:
     """Mean CIE76 colour difference: Euclidean distance in LAB, averaged over pixels.
 
     LAB comes from ``cv2.cvtColor`` on float32 RGB in [0, 1] (sRGB, D65).
@@ -183,10 +183,17 @@ def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:
     Args:
         a, b: ``(H, W[, C])`` images with the same ``(H, W)`` and colour
             channels; ``uint8|uint16|float32`` (dtypes may differ); alpha ignored.
+        max_pixels: average over every k-th pixel of every k-th row, k the smallest
+            stride that leaves at most this many (a 2048² output at ``1 << 20``: every
+            2nd); ``None`` averages over all. The LAB conversion is most of the cost,
+            and the mean of a million pixels moves by well under 1 % (tested).
 
     Returns:
         Mean ΔE, 0.0 for identical images.
     """
     check_pair(a, b)
+    if max_pixels is not None:
+        stride = math.ceil(math.sqrt(a.shape[0] * a.shape[1] / max(max_pixels, 1)))
+        a, b = a[::stride, ::stride], b[::stride, ::stride]
     diff = _lab(a) - _lab(b)  # float32 per pixel, float64 for the mean: half the time of all-float64
     return float(np.sqrt(np.einsum("hwc,hwc->hw", diff, diff)).mean(dtype=np.float64))

@@ -172,6 +172,16 @@ def test_delta_e_known_values(coffee: np.ndarray) -> None:
     assert mean_delta_e(black[..., 0], white[..., :1]) == pytest.approx(100.0, abs=0.05)
 
 
+def test_delta_e_on_a_pixel_sample_stays_within_a_percent(coffee: np.ndarray) -> None:
+    output = resize(coffee, (1600, 2400), "lanczos")  # 3.8 M pixels: every 2nd pixel of every 2nd row
+    reference = np.clip(resize(coffee, (1600, 2400), "bicubic").astype(np.int16) + [6, -3, 4], 0, 255).astype(np.uint8)
+    full = mean_delta_e(output, reference)
+    sampled = mean_delta_e(output, reference, max_pixels=1 << 20)
+    assert sampled != full and sampled == pytest.approx(full, rel=0.01)
+    assert mean_delta_e(output, reference, max_pixels=10**9) == full  # under the cap: every pixel
+    assert mean_delta_e(coffee, coffee, max_pixels=1000) == 0.0
+
+
 def test_delta_e_grows_with_cast(coffee: np.ndarray) -> None:
     cast = [np.clip(coffee.astype(int) + [d, 0, -d], 0, 255).astype(np.uint8) for d in (5, 20)]
     small, large = (mean_delta_e(c, coffee) for c in cast)

@@ -106,6 +106,28 @@ def test_png_16bit_gray_exact():
     np.testing.assert_array_equal(decoded.pixels, values)
 
 
+def test_png_packs_photos_with_rle_and_line_art_with_match_search():
+    from skimage import data
+
+    upscale = lambda image: cv2.resize(image, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)  # noqa: E731
+    photo = np.ascontiguousarray(upscale(data.astronaut()[:200, :200]))
+    text = np.ascontiguousarray(upscale(cv2.cvtColor(data.text(), cv2.COLOR_GRAY2RGB)))
+    for pixels in (photo, text):  # lossless whichever strategy was picked
+        np.testing.assert_array_equal(decode_image(encode_image(pixels, "png").data, "x.png").pixels, pixels)
+
+    def size(pixels, strategy):
+        return len(cv2.imencode(".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [
+            cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH,
+            cv2.IMWRITE_PNG_STRATEGY, strategy])[1])
+
+    for pixels in (photo, text):  # never larger than the better of the two strategies by much
+        written = len(encode_image(pixels, "png").data)
+        best = min(size(pixels, cv2.IMWRITE_PNG_STRATEGY_RLE), size(pixels, cv2.IMWRITE_PNG_STRATEGY_DEFAULT))
+        assert written <= best * 1.01 + 512, (written, best)
+    assert size(photo, cv2.IMWRITE_PNG_STRATEGY_RLE) < size(photo, cv2.IMWRITE_PNG_STRATEGY_DEFAULT)
+    assert size(text, cv2.IMWRITE_PNG_STRATEGY_RLE) > size(text, cv2.IMWRITE_PNG_STRATEGY_DEFAULT)
+
+
 def test_png_rgba_kept(rgb):
     rgba = np.dstack([rgb, np.arange(rgb.shape[1], dtype=np.uint8)[None].repeat(rgb.shape[0], 0)])
     np.testing.assert_array_equal(decode_image(encode_image(rgba).data, "o.png").pixels, rgba)
