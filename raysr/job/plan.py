@@ -219,15 +219,20 @@ def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwa
     """One model per actor: ``stage_class`` is constructed once per actor and fed batches.
 
     Ray Data's actor pools restart a killed actor (OOM kill, segfault) and retry its
-    batch (max_restarts=-1, max_task_retries=-1 by default).
+    batch (max_restarts=-1, max_task_retries=-1 by default). A stage with
+    ``concurrent_calls`` > 1 takes that many calls at once, in threads; it guards its
+    model itself (:class:`~raysr.stages.upscale.UpscaleStage`).
     """
     resources = spec.resources
+    concurrent_calls = getattr(stage_class, "concurrent_calls", 1)
     return dataset.map_batches(
         stage_class,
         fn_constructor_kwargs=constructor_kwargs,
         batch_size=resources.batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=resources.actors_per_model),
+        compute=ray.data.ActorPoolStrategy(size=resources.actors_per_model,
+                                           max_concurrent_calls_per_actor=concurrent_calls,
+                                           enable_true_multi_threading=concurrent_calls > 1),
         num_gpus=num_gpus,
         num_cpus=num_cpus,
         resources=dict(resources.actor_resources) or None,

@@ -36,3 +36,56 @@ def test_rows_already_failed_pass_through_untouched(save_state):
     stage = UpscaleStage("bicubic", EngineOptions())
     batch = pa.table({"input_uri": ["/x"], "data": [b""], "status": ["error"]})
     assert rows_of(stage(batch))[0]["status"] == "error"
+
+
+def test_concurrent_calls_overlap_decoding_but_never_the_model(photo, monkeypatch):
+    import threading
+    import time
+
+    import raysr.stages.upscale as upscale_module
+
+    stage = UpscaleStage("bicubic", EngineOptions())
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    in_model = threading.Event()
+    upscale, decode = stage.upscaler.upscale, upscale_module.decode_input
+
+    def slow_model(pixels, timeout_s=None):
+        with lock:
+            events.append(("model start", threading.current_thread().name))
+        in_model.set()
+        time.sleep(0.3)  # a GPU call: the other thread decodes meanwhile
+        with lock:
+            events.append(("model end", threading.current_thread().name))
+        return upscale(pixels, timeout_s=timeout_s)
+
+    def recorded_decode(row):
+        if threading.current_thread().name == "second":
+            in_model.wait(5)  # decode only once the first call is inside the model
+        with lock:
+            events.append(("decode", threading.current_thread().name))
+        return decode(row)
+
+    monkeypatch.setattr(stage.upscaler, "upscale", slow_model)
+    monkeypatch.setattr(upscale_module, "decode_input", recorded_decode)
+    data = cv2.imencode(".png", photo[:24, :32])[1].tobytes()
+    results: dict[str, list] = {}
+
+    def call(name: str) -> None:
+        results[name] = rows_of(stage(_batch((f"/in/{name}.png", data))))
+
+    threads = [threading.Thread(target=call, args=(name,), name=name) for name in ("first", "second")]
+    threads[0].start()
+    in_model.wait(5)
+    threads[1].start()
+    for thread in threads:
+        thread.join(10)
+
+    assert UpscaleStage.concurrent_calls == 2
+    order = [f"{kind}:{name}" for kind, name in events]
+    # The second item was decoded while the first was in the model, and its model call waited.
+    assert order.index("decode:second") < order.index("model end:first") < order.index("model start:second"), order
+    for name in ("first", "second"):
+        row = results[name][0]
+        assert row["status"] is None and unpack_pixels(row).shape == (96, 128, 3)
+        assert 0.3 <= row["upscale_s"] < 0.6  # its own decode and model, not the wait for the lock
