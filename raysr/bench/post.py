@@ -3,9 +3,10 @@
 On a GPU node the model actor holds the GPU and one core; colour correction, metrics,
 encode and write run as CPU tasks on the node's other cores. When they need more core
 time per item than the model needs GPU time, the GPU waits. This bench times each
-stage's row function (the code the job runs, input decode included) on one item, a
-``size``² photo and a ``scale``× output, on one core, and says how many cores keep up
-with a given model rate.
+stage's row function (the code the job runs) on one item, a ``size``² photo and a
+``scale``× output, on one core, plus the input's decode, which the three stages share
+(they run fused, one row at a time), and says how many cores keep up with a given
+model rate.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import tempfile
 import cv2
 
 from raysr.bench.engine import bench_photo, machine_line, median_seconds
-from raysr.stages._batch import pack_pixels
+from raysr.stages._batch import decode_input, pack_pixels
 from raysr.stages.color import ColorStage
 from raysr.stages.metrics import MetricsStage
 from raysr.stages.write import WriteStage
@@ -61,11 +62,13 @@ def bench_post(size: int = 512, scale: int = 4, color: str = "wavelet", fmt: str
                 if row.get("status") == "error":
                     raise RuntimeError(f"the {name} stage failed on the bench item: {row.get('error_message')}")
 
+            results["decode_ms"] = round(1000 * median_seconds(lambda: decode_input(item()), repeats), 1)
+            decode_input(item(), keep=True)  # the stages then share it, as in the job's fused task
             for name in stages:
                 results[f"{name}_ms"] = round(1000 * median_seconds(lambda name=name: run(name), repeats), 1)
     finally:
         cv2.setNumThreads(threads)
-    total_ms = sum(results[f"{name}_ms"] for name in stages)
+    total_ms = sum(results[f"{name}_ms"] for name in ("decode", *stages))
     results.update(total_ms=round(total_ms, 1), items_per_s_per_core=round(1000 / total_ms, 2))
     if model_images_per_s:
         results.update(model_images_per_s=model_images_per_s,

@@ -43,14 +43,18 @@ def luminance(image: np.ndarray) -> np.ndarray:
     Returns:
         ``(H, W)`` float64 in [0, 1]; for gray input, the gray values scaled to [0, 1].
     """
+    return _luma32(image).astype(np.float64)
+
+
+def _luma32(image: np.ndarray) -> np.ndarray:
+    """:func:`luminance` in float32: the weighted sum by OpenCV (SIMD), 7× the float64 matmul
+    on a 2048² output, the same luma to ~1e-7."""
     check_image(image)
     color, _ = split_alpha(image)
     x = to_float01(color)
     if x.shape[2] == 1:
-        return x[..., 0].astype(np.float64)
-    # The weighted sum in float32 (OpenCV, SIMD), widened after: 7× the float64 matmul on a
-    # 2048² output, the same luma to ~1e-7.
-    return cv2.transform(x, _LUMA[None].astype(np.float32)).astype(np.float64)
+        return x[..., 0]
+    return cv2.transform(x, _LUMA[None].astype(np.float32))
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float:
@@ -161,8 +165,8 @@ def sharpness(image: np.ndarray) -> float:
     Returns:
         Non-negative float; 0.0 for a flat image.
     """
-    lap = cv2.Laplacian(luminance(image), cv2.CV_64F)
-    return float(lap.var())
+    lap = cv2.Laplacian(_luma32(image), cv2.CV_32F)  # float32 per pixel, float64 for the variance
+    return float(lap.var(dtype=np.float64))
 
 
 def _lab(image: np.ndarray) -> np.ndarray:

@@ -123,6 +123,22 @@ def map_rows(batch, process: Callable[[Row], Row]) -> pa.Table:
     return batch_of([process(row) for row in rows_of(batch)])
 
 
-def decode_input(row: Row) -> DecodedImage:
-    """Decode an item's input bytes again; the probe already enforced size limits, so none apply here."""
-    return decode_image(row["data"], row["input_uri"], max_pixels=1 << 62, min_side=1)
+_kept_decode: tuple[str, bytes, DecodedImage] | None = None  # (uri, bytes, decoded): decode_input(keep=True)
+
+
+def decode_input(row: Row, keep: bool = False) -> DecodedImage:
+    """Decode an item's input bytes again; the probe already enforced size limits, so none apply here.
+
+    ``keep=True`` is for the post stages (colour, metrics, write): Ray Data fuses them into one
+    task that takes one row at a time, and each needs the decoded input, so the last one is kept
+    (read-only) and reused while the uri and bytes are the same: one decode per item, not three.
+    """
+    global _kept_decode
+    uri, data = row["input_uri"], row["data"]
+    if keep and _kept_decode is not None and _kept_decode[0] == uri and _kept_decode[1] == data:
+        return _kept_decode[2]
+    decoded = decode_image(data, uri, max_pixels=1 << 62, min_side=1)
+    if keep:
+        decoded.pixels.flags.writeable = False  # shared between stages: nobody may change it
+        _kept_decode = (uri, data, decoded)
+    return decoded

@@ -43,7 +43,7 @@ class ColorStage:
         try:
             with timed(row, "color_s"):
                 output = unpack_pixels(row)
-                source = decode_input(row).pixels
+                source = decode_input(row, keep=True).pixels
                 reference = resize(source, output.shape[:2], "bicubic")
                 pack_pixels(row, correct_color(output, reference, method))
         except Exception as error:  # noqa: BLE001

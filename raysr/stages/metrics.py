@@ -54,7 +54,7 @@ class MetricsStage:
         try:
             with timed(row, "metrics_s"):
                 output = unpack_pixels(row)
-                source = decode_input(row).pixels
+                source = decode_input(row, keep=True).pixels
                 consistency = lr_consistency(output, source)
                 row.update(lr_psnr=consistency["psnr"], lr_ssim=consistency["ssim"], sharpness=sharpness(output),
                            delta_e=mean_delta_e(output, resize(source, output.shape[:2], "bicubic"), _DELTA_E_PIXELS))

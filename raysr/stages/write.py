@@ -31,7 +31,7 @@ class WriteStage:
             try:
                 with timed(row, "write_s"):
                     output = unpack_pixels(row)
-                    metadata = decode_input(row).metadata
+                    metadata = decode_input(row, keep=True).metadata
                     encoded = encode_image(
                         output, self.fmt, self.quality, metadata, scale=output.shape[0] / row["height"],
                         tag=f"raysr {__version__} model={row['model']} item={row['item_id']}",

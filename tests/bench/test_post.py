@@ -14,7 +14,7 @@ from raysr.cli import main
 def test_smoke_post_reports_each_stage_and_the_cores_a_model_rate_needs():
     report = bench_post(size=32, repeats=1, model_images_per_s=20.0)
     assert report["output"] == "128x128" and report["threads"] == 1
-    stages = [report[f"{name}_ms"] for name in ("color", "metrics", "write")]
+    stages = [report[f"{name}_ms"] for name in ("decode", "color", "metrics", "write")]
     assert all(ms > 0 for ms in stages)
     assert report["total_ms"] == pytest.approx(sum(stages), abs=0.2)
     assert report["items_per_s_per_core"] == pytest.approx(1000 / report["total_ms"], rel=0.01)

@@ -68,3 +68,27 @@ def test_write_stage_writes_atomically_and_returns_manifest_rows_only(row, tmp_p
 def test_lossy_outputs_say_so(row):
     out = rows_of(WriteStage("jpg", 95)(batch_of([{**row, "output_uri": row["output_uri"].replace(".png", ".jpg")}])))[0]
     assert out["status"] == "ok" and "lossy jpg at quality 95" in out["notes"]
+
+
+def test_the_fused_post_stages_decode_each_input_once(row, monkeypatch):
+    import raysr.stages._batch as batch_module
+
+    decoded_uris: list[str] = []
+    decode = batch_module.decode_image
+
+    def counted(data, uri, **limits):
+        decoded_uris.append(uri)
+        return decode(data, uri, **limits)
+
+    monkeypatch.setattr(batch_module, "decode_image", counted)
+    monkeypatch.setattr(batch_module, "_kept_decode", None)  # an earlier test may have kept this very input
+    stages = [ColorStage({"photo": None}), MetricsStage(), WriteStage("png", 95)]
+    for uri in ("/in/a.png", "/in/b.png"):
+        item = dict(row, input_uri=uri, output_uri=row["output_uri"].replace("a.png", uri[-5:]))
+        for stage in stages:  # as Ray Data runs them: fused, one row at a time, Arrow in between
+            item = rows_of(stage(batch_of([item])))[0]
+        assert item["status"] == "ok" and item["lr_psnr"] > 20, item.get("error_message")
+    assert decoded_uris == ["/in/a.png", "/in/b.png"]
+    changed = dict(row, data=cv2.imencode(".png", np.zeros((48, 48, 3), np.uint8))[1].tobytes())
+    assert batch_module.decode_input(changed, keep=True).pixels.max() == 0  # same uri, new bytes: decoded anew
+    assert not batch_module.decode_input(changed, keep=True).pixels.flags.writeable  # shared: read-only
