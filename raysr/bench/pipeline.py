@@ -151,7 +151,7 @@ def drive_run(spec_path: str, cluster: dict | None = None) -> None:
             local_cluster.add_node(num_cpus=cluster["cpus_per_node"], resources={LOCAL_ACTOR_SLOT: 1})
         local_cluster.wait_for_nodes()
         address = local_cluster.address
-    plan.init_ray(address, logical_cpus=2 * spec.resources.actors_per_model + 2)
+    plan.init_ray(address, logical_cpus=2 * (spec.resources.actors_per_model or 1) + 2)
     ray_start_s = time.perf_counter() - started
     job_started = datetime.now(timezone.utc)
     run = run_job(spec)

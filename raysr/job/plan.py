@@ -21,6 +21,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -88,10 +89,6 @@ def _worker_env() -> dict | None:
     """
     env_vars = {name: os.environ[name] for name in WORKER_ENV if os.environ.get(name)}
     return {"env_vars": env_vars} if env_vars else None
-
-
-def cluster_gpus() -> float:
-    return float(ray.cluster_resources().get("GPU", 0))
 
 
 def _blocks(table: pa.Table, min_rows: int) -> list[pa.Table]:
@@ -173,7 +170,7 @@ def actor_pool_count(spec: JobSpec, routes: list[str]) -> int:
     return sum(1 + len(spec.chain_models(route)) for route in routes)
 
 
-def fit_actor_cpus(spec: JobSpec, num_gpus: float, pools: int, cluster_cpus: float) -> float:
+def fit_actor_cpus(spec: JobSpec, num_gpus: float, actors: int, cluster_cpus: float) -> float:
     """CPUs per model actor such that the read and write tasks keep ``read_cpus`` of the cluster.
 
     Ray Data starts every pool's actors when the process pass starts; actors holding every
@@ -183,7 +180,6 @@ def fit_actor_cpus(spec: JobSpec, num_gpus: float, pools: int, cluster_cpus: flo
     fit is refused with the numbers. On a 2-core node one actor gets 1 CPU (one torch thread).
     """
     wanted = cpus_per_actor(spec, num_gpus)
-    actors = pools * spec.resources.actors_per_model
     read_cpus = spec.resources.read_cpus
     if cluster_cpus - actors * wanted >= read_cpus:
         return wanted
@@ -194,16 +190,65 @@ def fit_actor_cpus(spec: JobSpec, num_gpus: float, pools: int, cluster_cpus: flo
                      fitted, wanted, read_cpus, cluster_cpus)
         return float(fitted)
     raise PlanError(
-        f"the model actors ask for {actors * wanted:g} CPUs ({pools} actor pool(s) × {spec.resources.actors_per_model}"
-        f" actor(s) × {wanted:g} CPUs) of the cluster's {cluster_cpus:g}, leaving less than resources.read_cpus "
+        f"the model actors ask for {actors * wanted:g} CPUs ({actors} actor(s) × {wanted:g} CPUs) of the "
+        f"cluster's {cluster_cpus:g}, leaving less than resources.read_cpus "
         f"({read_cpus:g}) for reading and writing, so no input would ever be read; lower resources.cpus_per_actor "
         f"or resources.actors_per_model, or add CPUs to the cluster")
 
 
-def _gpus_per_actor(spec: JobSpec) -> float:
-    if spec.resources.gpus_per_actor is not None:
-        return spec.resources.gpus_per_actor
-    return 1.0 if cluster_gpus() > 0 else 0.0
+@dataclass(frozen=True)
+class ActorLayout:
+    """Model actors per route (each of the route's pools gets that many) and the GPUs each asks for."""
+
+    actors: dict[str, int]
+    gpus_per_actor: float
+    total: int
+
+
+def actor_layout(spec: JobSpec, route_items: dict[str, int], resources: dict[str, float]) -> ActorLayout:
+    """How many model actors each route gets, from the cluster's ``resources`` (Ray's totals).
+
+    ``resources.actors_per_model`` set: that many in every pool. Unset (the default): on a GPU
+    cluster, one actor per GPU (``gpus_per_actor`` each), as many as the CPUs (each actor's
+    ``cpus_per_actor`` beside ``read_cpus``) and ``actor_resources`` allow;
+    on CPU clusters, as many as ``actor_resources`` allow, else one per pool (a CPU actor takes
+    a node's cores). The actors go to the routes by their pending items, every pool at least one;
+    an actor is never started for a route with fewer items than actors.
+
+    Example:
+        8 GPUs, photo 1000 items, anime 10 items, no ensembles: photo 7 actors, anime 1.
+    """
+    routes = {route: items for route, items in route_items.items() if items}
+    pools = {route: actor_pool_count(spec, [route]) for route in routes}
+    gpus = spec.resources.gpus_per_actor
+    if gpus is None:
+        gpus = 1.0 if resources.get("GPU", 0) > 0 else 0.0
+    configured = spec.resources.actors_per_model
+    if configured is not None:
+        actors = dict.fromkeys(routes, configured)
+    else:
+        slot_limits = [math.floor(resources.get(name, 0) / amount + 1e-9)
+                       for name, amount in spec.resources.actor_resources.items()]
+        if gpus > 0:  # every GPU, as far as the CPUs go (each actor holds some beside its GPU)
+            slot_limits.append(math.floor(resources.get("GPU", 0) / gpus + 1e-9))
+            free_cpus = resources.get("CPU", 0) - spec.resources.read_cpus
+            slot_limits.append(math.floor(free_cpus / cpus_per_actor(spec, gpus) + 1e-9))
+        actors = _share_slots(min(slot_limits, default=0), pools, routes)
+    return ActorLayout(actors, gpus, sum(count * pools[route] for route, count in actors.items()))
+
+
+def _share_slots(slots: int, pools: dict[str, int], items: dict[str, int]) -> dict[str, int]:
+    """One actor per pool, then each free slot to the route with the most items per actor
+    (a route's extra actor takes one slot per pool of the route)."""
+    actors = dict.fromkeys(items, 1)
+    free = slots - sum(pools.values())
+    while True:
+        candidates = [route for route in items if pools[route] <= free and actors[route] < items[route]]
+        if not candidates:
+            return actors
+        route = max(candidates, key=lambda name: items[name] / actors[name])
+        actors[route] += 1
+        free -= pools[route]
 
 
 def _face_stages(spec: JobSpec, route: str) -> list:
@@ -215,7 +260,7 @@ def _face_stages(spec: JobSpec, route: str) -> list:
 
 
 def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwargs: dict, spec: JobSpec,
-                   num_gpus: float, num_cpus: float) -> ray.data.Dataset:
+                   actors: int, num_gpus: float, num_cpus: float) -> ray.data.Dataset:
     """One model per actor: ``stage_class`` is constructed once per actor and fed batches.
 
     Ray Data's actor pools restart a killed actor (OOM kill, segfault) and retry its
@@ -230,7 +275,7 @@ def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwa
         fn_constructor_kwargs=constructor_kwargs,
         batch_size=resources.batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=resources.actors_per_model,
+        compute=ray.data.ActorPoolStrategy(size=actors,
                                            max_concurrent_calls_per_actor=concurrent_calls,
                                            enable_true_multi_threading=concurrent_calls > 1),
         num_gpus=num_gpus,
@@ -243,7 +288,9 @@ def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwa
 def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa.Table]:
     """Run the process pass; yield finished manifest rows as Arrow batches."""
     resources = spec.resources
-    num_gpus = _gpus_per_actor(spec)
+    layout = actor_layout(spec, {route: table.num_rows for route, table in pending_by_route.items()},
+                          ray.cluster_resources())
+    num_gpus = layout.gpus_per_actor
     worker_env = _worker_env()
     post = [
         ColorStage({route: spec.route_spec(route).color or spec.stages.color for route in pending_by_route}),
@@ -252,9 +299,10 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         WriteStage(spec.output.format, spec.output.quality),
     ]
     post = [stage for stage in post if stage is not None]
-    routes = [route for route, table in pending_by_route.items() if table.num_rows]
     cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
-    num_cpus = fit_actor_cpus(spec, num_gpus, actor_pool_count(spec, routes), cluster_cpus)
+    num_cpus = fit_actor_cpus(spec, num_gpus, layout.total, cluster_cpus)
+    _LOG.info("model actors: %s, %g GPU(s) and %g CPU(s) each", ", ".join(
+        f"{route} {count} per pool" for route, count in layout.actors.items()), num_gpus, num_cpus)
     branches = []
     for route, table in pending_by_route.items():
         if table.num_rows == 0:
@@ -264,7 +312,8 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         ensemble_stages = [EnsembleMemberStage, BlendStage] if chain.ensemble else []
         check_chain([ReadBytesStage(), UpscaleStage, *ensemble_stages, *face_stages, *post],
                     (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
-        rows_per_block = process_rows_per_block(table.num_rows, resources.actors_per_model, resources.batch_size)
+        actors = layout.actors[route]
+        rows_per_block = process_rows_per_block(table.num_rows, actors, resources.batch_size)
         branch = ray.data.from_arrow(_blocks(table, rows_per_block)).map_batches(
             ReadBytesStage(), batch_size=None, num_cpus=resources.read_cpus, batch_format="pyarrow",
             runtime_env=worker_env,
@@ -278,12 +327,12 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
             "diffusion": spec.diffusion,
             "face_model": chain.face_model,  # video segments restore faces in this actor
             "faces": spec.faces,
-        }, spec, num_gpus, num_cpus)
+        }, spec, actors, num_gpus, num_cpus)
         for member in chain.ensemble:
             branch = _in_actor_pool(branch, EnsembleMemberStage, {
                 "model": member.model, "engine": spec.engine, "weights_dir": spec.weights_dir,
                 "timeout_s": spec.limits.item_timeout_s,
-            }, spec, num_gpus, num_cpus)
+            }, spec, actors, num_gpus, num_cpus)
         if chain.ensemble:
             branch = branch.map_batches(BlendStage({route: chain.blend_weights()}, {route: chain.color or spec.stages.color}),
                                         batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
@@ -292,7 +341,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
             # Faces restore in a pool of their own, over this route's background output.
             branch = _in_actor_pool(branch, face_stage, {
                 "face_model": chain.face_model, "faces": spec.faces, "weights_dir": spec.weights_dir,
-            }, spec, num_gpus, num_cpus)
+            }, spec, actors, num_gpus, num_cpus)
         branches.append(branch)
     if not branches:
         return

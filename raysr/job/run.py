@@ -207,7 +207,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     # A local Ray gets logical CPUs enough for every pool's actors (each asks for this machine's
     # cores when no GPU is there) plus the read and write tasks; the OS shares the real cores.
     per_actor = spec.resources.cpus_per_actor or float(os.cpu_count() or 1)
-    actors = spec.resources.actors_per_model * plan.actor_pool_count(spec, spec.active_routes())
+    actors = (spec.resources.actors_per_model or 1) * plan.actor_pool_count(spec, spec.active_routes())
     plan.init_ray(address, logical_cpus=math.ceil(per_actor * actors) + 2)
 
     probed = (pa.concat_tables(list(plan.probe(listing, spec, *digests, done)), promote_options="default")

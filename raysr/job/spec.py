@@ -148,7 +148,9 @@ class VideoSpec(_Strict):
 
 
 class ResourcesSpec(_Strict):
-    actors_per_model: int = Field(default=1, ge=1)
+    # None: one model actor per GPU of the cluster, shared among the routes by their pending items
+    # (on CPU clusters one per pool, or as many as actor_resources allow); see plan.actor_layout.
+    actors_per_model: int | None = Field(default=None, ge=1)
     gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else CPU actors
     # None: 1 beside a GPU; on CPU-only clusters the node's cores (torch's threads follow the
     # CPUs Ray grants an actor, so 1 would leave the model a single thread).
