@@ -171,7 +171,7 @@ def bench_run(model: str, weights_dir: Path | None, options: EngineOptions, fold
               name: str = "run", force: bool = True) -> dict:
     """`raysr run` on a generated job spec over ``folder``, in a fresh process.
 
-    By default the actor gets every CPU (``cpus_per_actor``: Ray sets a worker's thread
+    By default one actor gets every CPU (``cpus_per_actor``: Ray sets a worker's thread
     count from it); ``resources`` replaces the job's ``resources`` block and ``cluster``
     says where it runs (:func:`drive_run`). Colour correction and metrics are off, so
     the job does what `raysr upscale` does; every image takes one route (one actor pool).
@@ -184,7 +184,9 @@ def bench_run(model: str, weights_dir: Path | None, options: EngineOptions, fold
         "output": {"path": str(work / f"out-{name}"), "format": "png"}, "model": model,
         "engine": options.model_dump(exclude_defaults=True), "stages": {"metrics": False, "color": "none"},
         "route_overrides": [{"glob": "*", "route": "photo"}],  # one route: one actor pool, whatever the content
-        "resources": resources or {"cpus_per_actor": os.cpu_count() or 1},
+        # One actor, as the bare forward it is compared with runs one model (the job's default
+        # would start one per GPU).
+        "resources": resources or {"cpus_per_actor": os.cpu_count() or 1, "actors_per_model": 1},
         "weights_dir": str(weights_dir) if weights_dir else None, "force": force,
     }
     spec_path = work / f"bench-{name}.yaml"
