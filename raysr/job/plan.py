@@ -212,8 +212,8 @@ def actor_layout(spec: JobSpec, route_items: dict[str, int], resources: dict[str
     cluster, one actor per GPU (``gpus_per_actor`` each), as many as the CPUs (each actor's
     ``cpus_per_actor`` beside ``read_cpus``) and ``actor_resources`` allow;
     on CPU clusters, as many as ``actor_resources`` allow, else one per pool (a CPU actor takes
-    a node's cores). The actors go to the routes by their pending items, every pool at least one;
-    an actor is never started for a route with fewer items than actors.
+    a node's cores). The actors go to the routes by their pending items, every pool at least one
+    and no route more actors than it has items.
 
     Example:
         8 GPUs, photo 1000 items, anime 10 items, no ensembles: photo 7 actors, anime 1.
