@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -348,7 +349,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr() -> None:
+    """raysr's own log lines on stderr, plain, from INFO up: the job's plan (which model
+    actors it starts) belongs in a run's output and in a submitted job's logs."""
+    logger = logging.getLogger("raysr")
+    if not any(getattr(handler, "_raysr_cli", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._raysr_cli = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _log_to_stderr()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -301,7 +301,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     post = [stage for stage in post if stage is not None]
     cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
     num_cpus = fit_actor_cpus(spec, num_gpus, layout.total, cluster_cpus)
-    _LOG.info("model actors: %s, %g GPU(s) and %g CPU(s) each", ", ".join(
+    _LOG.info("model actors: %s; %g GPU(s) and %g CPU(s) each", ", ".join(
         f"{route} {count} per pool" for route, count in layout.actors.items()), num_gpus, num_cpus)
     branches = []
     for route, table in pending_by_route.items():

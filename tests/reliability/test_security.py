@@ -161,6 +161,7 @@ def test_planted_secret_never_leaks(tmp_path, figures):
         result = subprocess.run([sys.executable, "-m", "raysr", "run", str(job)], cwd=REPO, env=env,
                                 capture_output=True, text=True, timeout=150, start_new_session=True)
         assert result.returncode == 1, result.stderr[-3000:]  # items failed, allow_errors is off
+        assert re.search(r"^model actors: \w+ 1 per pool; 0 GPU\(s\)", result.stderr, re.M)  # the plan, told
         manifest = read_manifest(str(tmp_path / "out" / "_raysr" / "manifest"))
         assert manifest.num_rows == 3
         assert "broken.png" in _strings_of(manifest)
