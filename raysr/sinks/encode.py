@@ -107,21 +107,24 @@ _PNG_STRATEGIES = (cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_STRATEGY_DEFAUL
 _PNG_SAMPLE_BANDS, _PNG_SAMPLE_ROWS = 4, 32
 
 
-def _png_params(bgr: np.ndarray) -> list[int]:
-    """``cv2.imencode`` parameters for this image: the zlib strategy that packs a sample of it best."""
+def _png_bytes(bgr: np.ndarray) -> tuple[bool, np.ndarray]:
+    """``cv2.imencode`` with the zlib strategy that packs this image best: judged on a sample
+    of its rows, or, for an image of a few hundred rows, on the whole of it (both kept, the
+    smaller written)."""
+
+    def encode(image: np.ndarray, strategy: int) -> tuple[bool, np.ndarray]:
+        return cv2.imencode(".png", image, [*_PNG_PARAMS, cv2.IMWRITE_PNG_STRATEGY, strategy])
+
     height = bgr.shape[0]
-    sample = bgr
-    if height > 2 * _PNG_SAMPLE_BANDS * _PNG_SAMPLE_ROWS:
-        starts = np.linspace(0, height - _PNG_SAMPLE_ROWS, _PNG_SAMPLE_BANDS).astype(int)
-        sample = np.concatenate([bgr[start:start + _PNG_SAMPLE_ROWS] for start in starts])
-    sizes = {strategy: len(cv2.imencode(".png", sample, [*_PNG_PARAMS, cv2.IMWRITE_PNG_STRATEGY, strategy])[1])
-             for strategy in _PNG_STRATEGIES}
-    return [*_PNG_PARAMS, cv2.IMWRITE_PNG_STRATEGY, min(_PNG_STRATEGIES, key=sizes.__getitem__)]
+    if height <= 2 * _PNG_SAMPLE_BANDS * _PNG_SAMPLE_ROWS:
+        return min((encode(bgr, strategy) for strategy in _PNG_STRATEGIES), key=lambda result: len(result[1]))
+    starts = np.linspace(0, height - _PNG_SAMPLE_ROWS, _PNG_SAMPLE_BANDS).astype(int)
+    sample = np.concatenate([bgr[start:start + _PNG_SAMPLE_ROWS] for start in starts])
+    return encode(bgr, min(_PNG_STRATEGIES, key=lambda strategy: len(encode(sample, strategy)[1])))
 
 
 def _encode_png(pixels: np.ndarray, metadata: ImageMetadata, dpi, tag: str) -> EncodedImage:
-    bgr = _to_bgr(pixels)
-    ok, buffer = cv2.imencode(".png", bgr, _png_params(bgr))
+    ok, buffer = _png_bytes(_to_bgr(pixels))
     if not ok:
         raise ValueError(f"PNG encoding failed for a {pixels.shape} {pixels.dtype} image")
     chunks, kept, notes = [], [], []
