@@ -194,7 +194,9 @@ def _atrous_low(x: np.ndarray, levels: int, decimate: bool = True) -> np.ndarray
     """
     height, width = x.shape[:2]
     small_size = (round(width / _DECIMATION), round(height / _DECIMATION))
-    if not decimate or levels <= _FULL_RESOLUTION_LEVELS or min(small_size) < _MIN_DECIMATED_SIDE:
+    reach = 2**levels - 1  # how far a pixel of the low band sees
+    if (not decimate or levels <= _FULL_RESOLUTION_LEVELS or min(small_size) < _MIN_DECIMATED_SIDE
+            or 2 * reach >= min(height, width)):  # edge strips would span the image: one exact pass is less
         return _atrous_cascade(x, levels)
     fine = _atrous_cascade(x, _FULL_RESOLUTION_LEVELS)
     small = _with_channel_axis(cv2.resize(fine, small_size, interpolation=cv2.INTER_AREA))
@@ -202,12 +204,11 @@ def _atrous_low(x: np.ndarray, levels: int, decimate: bool = True) -> np.ndarray
     low = _with_channel_axis(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR))
     # Edge strips: the band next to an edge is exact when the strip also holds the band's
     # reach inward (the strip's cut edge disturbs only pixels within that reach of it).
-    reach = 2**levels - 1
-    band, strip = min(reach, height // 2, width // 2), min(2 * reach, height, width)
-    low[:band] = _atrous_cascade(x[:strip], levels)[:band]
-    low[-band:] = _atrous_cascade(x[-strip:], levels)[-band:]
-    low[:, :band] = _atrous_cascade(x[:, :strip], levels)[:, :band]
-    low[:, -band:] = _atrous_cascade(x[:, -strip:], levels)[:, -band:]
+    strip = 2 * reach
+    low[:reach] = _atrous_cascade(x[:strip], levels)[:reach]
+    low[-reach:] = _atrous_cascade(x[-strip:], levels)[-reach:]
+    low[:, :reach] = _atrous_cascade(x[:, :strip], levels)[:, :reach]
+    low[:, -reach:] = _atrous_cascade(x[:, -strip:], levels)[:, -reach:]
     return low
 
 
