@@ -65,7 +65,7 @@ def _encode_threads() -> int:
     """Encoders beside the model: one per usable core (at least 2, at most 32).
 
     On a GPU node the encoders, not the GPU, set the pace unless there are many: a 2048² PNG
-    takes ~0.35 s of one core (level 3), the compiled x4plus model ~0.05 s on an H200. OpenCV's
+    takes ~0.2 s of one core (raysr.sinks.encode), the compiled x4plus model ~0.05 s on an H200. OpenCV's
     encoder and zlib release the GIL, so threads scale with cores. On a CPU-only machine they
     share the cores with the model, which changes how the work is split, not how much there is.
     """

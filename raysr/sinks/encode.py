@@ -101,7 +101,8 @@ def _exif_bytes(metadata: ImageMetadata, tag: str, dpi, size, notes: list[str]) 
 # 13–17 % more time for files 0–0.5 % smaller). On model outputs of photos and drawings the
 # Paeth residuals are small and smooth, and zlib's RLE strategy (runs only, no match search)
 # writes them 2× faster into 5–15 % smaller files; on text and line art it loses (up to +80 %).
-# So each image picks the strategy that packs a sample of its rows best (~10 % of one encode).
+# So each image picks the strategy that packs a sample of its rows best (~10 % of one encode);
+# an image of a few hundred rows is encoded both ways and the smaller kept.
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH]
 _PNG_STRATEGIES = (cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_STRATEGY_DEFAULT)  # ties go to RLE (faster)
 _PNG_SAMPLE_BANDS, _PNG_SAMPLE_ROWS = 4, 32
