@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import ray
 import ray.data
 
+from raysr.job import transport
 from raysr.job.spec import JobSpec
 from raysr.sources.s3 import WORKER_ENV
 from raysr.stages.color import ColorStage
@@ -63,8 +64,12 @@ def init_ray(address: str | None, logical_cpus: int | None = None) -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver prints one progress line of its own
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    if ray.is_initialized():
-        return
+    if not ray.is_initialized():
+        _connect(address, logical_cpus)
+    transport.install()  # the driver's tables (the pending items) travel as Arrow IPC too
+
+
+def _connect(address: str | None, logical_cpus: int | None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
