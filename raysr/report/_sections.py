@@ -30,6 +30,14 @@ def number(value: float | int | None, digits: int = 3) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:,.{digits}f}"
 
 
+def significant(value: float | None, digits: int = 3) -> str:
+    """A metric whose scale varies by orders of magnitude (sharpness: ~0.002 on a photo) to
+    ``digits`` significant digits, so it never prints as ``0.00``."""
+    if value is None or not np.isfinite(value):
+        return "—"
+    return f"{value:.{digits}g}"
+
+
 def none(what: str) -> str:
     return f'<p class="none">none: {text(what)}</p>'
 
@@ -115,7 +123,7 @@ def flagged(latest: pa.Table) -> str:
         return none("no item is flagged")
     columns = ("input_uri", "flag_reasons", "lr_psnr", "sharpness", "delta_e", "model")
     values = [items.column(name).to_pylist()[:_MAX_TABLE_ROWS] for name in columns]
-    rows = [(text(uri), text(reasons), number(psnr, 2), number(sharp, 2), number(delta, 2), text(model))
+    rows = [(text(uri), text(reasons), number(psnr, 2), significant(sharp), number(delta, 2), text(model))
             for uri, reasons, psnr, sharp, delta, model in zip(*values)]
     return table(columns, rows, ("uri", "msg", "num", "num", "num", ""), items.num_rows)
 
@@ -166,7 +174,7 @@ def comparison(row: dict, thumb_px: int, crop_px: int) -> str:
         ("status", text(row.get("status"))), ("model", text(row.get("model"))),
         ("input", f"{row.get('width')}×{row.get('height')}"),
         ("output", f"{row.get('output_width')}×{row.get('output_height')}"),
-        ("lr_psnr", number(row.get("lr_psnr"), 2)), ("sharpness", number(row.get("sharpness"), 2)),
+        ("lr_psnr", number(row.get("lr_psnr"), 2)), ("sharpness", significant(row.get("sharpness"))),
         ("delta_e", number(row.get("delta_e"), 2)),
     ))
     reasons = f'<p class="note">{text(row["flag_reasons"])}</p>' if row.get("flag_reasons") else ""

@@ -106,6 +106,7 @@ def test_failures_flagged_videos_and_thresholds(report_html):
     assert failures.count("<tr>") == 1 + 2 and "OutOfMemory" in failures and "truncated" in failures
     flagged = document[document.index('id="flagged"'):document.index('id="compare"')]
     assert "dull.png" in flagged and "lr_psnr 15.2 &lt; 20" in flagged
+    assert "0.00234" in flagged  # a photo's sharpness, to significant digits (not "0.00")
     assert 'id="videos"' in document and "h264" in document
     assert "flag if \\u003c 20" in document  # threshold in the histogram title (plotly's JSON escapes '<')
 
