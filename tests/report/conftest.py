@@ -77,8 +77,7 @@ def built_manifest(tmp_path_factory, photo) -> BuiltManifest:
     Path(missing_output).unlink()
     input_uri, output_uri, _ = _pair(photo, root, "dull.png", 7)
     rows.append(_row(input_uri, output_uri, "flagged", 5.0, lr_psnr=15.2, delta_e=14.0, sharpness=0.00234,
-                     node_id="node-b",
-                     actor_id="actor-3", flag_reasons="lr_psnr 15.2 < 20; delta_e 14.0 > 12"))
+                     node_id="node-b", actor_id="actor-3", flag_reasons="lr_psnr 15.2 < 20; delta_e 14.0 > 12"))
     rows.append(_row(str(root / "in" / "broken.png"), None, "error", 1.0, error_stage="read", error_type="truncated",
                      error_message=HOSTILE_MESSAGE, upscale_s=None, lr_psnr=None, sharpness=None, delta_e=None))
     rows.append(_row(str(root / "in" / "oom.png"), None, "error", 3.0, error_stage="upscale", error_type="OutOfMemory",
