@@ -35,6 +35,20 @@ def test_a_slice_ships_only_its_own_bytes():
     assert _from_ipc(payload).equals(one)
 
 
+def test_a_big_table_goes_out_of_band_without_a_copy():
+    import ray.cloudpickle
+
+    from raysr.job.transport import _IPC_MAX_BYTES
+
+    big = batch_of(_rows(2, pixels_side=int((_IPC_MAX_BYTES / 3) ** 0.5) + 8))  # each output over the limit
+    payload = _to_ipc(big)
+    assert isinstance(payload, tuple)  # Ray's reducer, not a stream the pixels are copied into
+    out_of_band: list = []
+    blob = ray.cloudpickle.dumps(payload, protocol=5, buffer_callback=out_of_band.append)
+    assert len(blob) < 1 << 20 and sum(memoryview(b).nbytes for b in out_of_band) >= big.nbytes
+    assert _from_ipc(ray.cloudpickle.loads(blob, buffers=out_of_band)).equals(big)
+
+
 def test_columns_without_rows_and_rows_without_columns():
     empty = batch_of([], ("item_id", "pixels"))
     assert _from_ipc(_to_ipc(empty)).schema == empty.schema
