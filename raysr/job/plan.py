@@ -64,6 +64,8 @@ def init_ray(address: str | None, logical_cpus: int | None = None) -> None:
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver prints one progress line of its own
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # ... so Ray Data's warning that its bars are off says nothing a user needs.
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     if not ray.is_initialized():
         _connect(address, logical_cpus)
     transport.install()  # the driver's tables (the pending items) travel as Arrow IPC too
@@ -297,6 +299,8 @@ def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwa
 
 def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa.Table]:
     """Run the process pass; yield finished manifest rows as Arrow batches."""
+    if not any(table.num_rows for table in pending_by_route.values()):
+        return  # a resume with nothing left to do starts no actor (and says nothing about actors)
     resources = spec.resources
     layout = actor_layout(spec, {route: table.num_rows for route, table in pending_by_route.items()},
                           ray.cluster_resources())

@@ -143,3 +143,16 @@ def test_the_session_cluster_gets_one_actor_per_declared_gpu(ray_cluster):
 
     layout = actor_layout(_routes_spec(), {"photo": 10}, ray.cluster_resources())
     assert layout.actors == {"photo": 2} and layout.gpus_per_actor == 1.0
+
+
+def test_nothing_pending_starts_no_actor(caplog):
+    # A resume that finds every item done: no pool, no "model actors" line, no Ray call at all.
+    import logging
+
+    import pyarrow as pa
+
+    from raysr.job.plan import process
+
+    with caplog.at_level(logging.INFO, logger="raysr"):
+        assert list(process({"photo": pa.table({"item_id": pa.array([], pa.string())})}, _spec())) == []
+    assert "model actors" not in caplog.text
