@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raysr.job.lease import Lease
+from raysr.job.progress import Progress
 from raysr.job.spec import JobSpec
 from raysr.job.videos import VideoJoins
 from raysr.manifest import ManifestWriter, read_outcomes, save_outcomes
@@ -149,28 +150,6 @@ def _snapshot_outcomes(spec: JobSpec, run_id: str) -> None:
                      spec.manifest_uri, error)
 
 
-class _Progress:
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled = total, enabled
-        self.started = time.perf_counter()
-        self.counts: Counter = Counter()
-
-    def add(self, statuses: list[str]) -> None:
-        self.counts.update(statuses)
-        if not self.enabled:
-            return
-        done = sum(self.counts.values())
-        elapsed = time.perf_counter() - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else float("nan")
-        print(f"\r{done}/{self.total}  ok {self.counts['ok'] + self.counts['flagged']}  failed {self.counts['error']}"
-              f"  skipped {self.counts['skipped']}  {rate:.2f} items/s  ETA {eta:.0f} s ", end="", file=sys.stderr)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr)
-
-
 def run_job(spec: JobSpec, address: str | None = None, dry_run: bool = False,
             progress: bool | None = None) -> RunReport:
     """Run (or with ``dry_run`` only plan) a job; returns the report. See the module docstring.
@@ -190,6 +169,13 @@ def run_job(spec: JobSpec, address: str | None = None, dry_run: bool = False,
     finally:
         if lease is not None:
             lease.release()
+
+
+def _progress_mode(progress: bool | None) -> str:
+    """``None``: a line on a terminal, a log line a minute elsewhere (a submitted job's log)."""
+    if progress is None:
+        return "line" if sys.stderr.isatty() else "log"
+    return "line" if progress else "off"
 
 
 def lease_uri(spec: JobSpec) -> str:
@@ -223,8 +209,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
         return report
 
     writer = ManifestWriter(spec.manifest_uri, job_id=spec.name, run_id=report.run_id)
-    show = sys.stderr.isatty() if progress is None else progress
-    tracker = _Progress(listing.num_rows, show)
+    tracker = Progress(listing.num_rows, _progress_mode(progress))
     written: Counter = Counter()
 
     def emit(rows: list[dict]) -> None:
