@@ -72,9 +72,12 @@ def init_ray(address: str | None, logical_cpus: int | None = None) -> None:
 
 
 def _connect(address: str | None, logical_cpus: int | None) -> None:
+    global _embedded_cores
     if address:
+        _embedded_cores = None
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
+        _embedded_cores = os.cpu_count() or 1
         # Logical CPUs: actors and read/write tasks must fit side by side even on a
         # 2-core laptop; the OS shares the real cores.
         # address="local": always our own Ray, never some other Ray already on this machine.
@@ -85,6 +88,21 @@ def _connect(address: str | None, logical_cpus: int | None) -> None:
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, logical_cpus or 0), include_dashboard=False,
                  log_to_driver=False, logging_level=logging.WARNING,
                  _system_config={"idle_worker_killing_time_threshold_ms": 60_000})
+
+
+_embedded_cores: int | None = None  # this machine's cores, while raysr runs the Ray it started itself
+
+
+def _task_pool() -> ray.data.TaskPoolStrategy | None:
+    """How many read/probe/post tasks may run at once: Ray Data's default (as many as the CPUs
+    allow) on a cluster; on the Ray that ``raysr run`` starts on this machine, one per core.
+
+    That Ray declares more logical CPUs than the machine has (so the model actors fit beside the
+    tasks), and with ``read_cpus`` 0.5 Ray Data would run four tasks per core: each in a worker
+    process of its own, and each worker spends ~3 s of a core importing Ray Data and pandas
+    before its first task. On a 2-core laptop that was more CPU than a short job's own work.
+    """
+    return ray.data.TaskPoolStrategy(size=_embedded_cores) if _embedded_cores else None
 
 
 def _worker_env() -> dict | None:
@@ -154,10 +172,11 @@ def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str | None
     """
     stage = ProbeStage(spec, weights_sha256, chain_digests)
     check_chain([stage], LISTING_COLUMNS)
-    task_slots = float(ray.cluster_resources().get("CPU", 1)) / spec.resources.read_cpus
+    task_slots = min(float(ray.cluster_resources().get("CPU", 1)) / spec.resources.read_cpus,
+                     _embedded_cores or math.inf)
     blocks = _blocks(attach_last_outcomes(listing, done), probe_rows_per_block(listing.num_rows, task_slots))
     dataset = ray.data.from_arrow(blocks).map_batches(
-        stage, batch_size=None, num_cpus=spec.resources.read_cpus, batch_format="pyarrow",
+        stage, batch_size=None, num_cpus=spec.resources.read_cpus, batch_format="pyarrow", compute=_task_pool(),
         runtime_env=_worker_env(),
     )
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
@@ -330,7 +349,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         rows_per_block = process_rows_per_block(table.num_rows, actors, resources.batch_size)
         branch = ray.data.from_arrow(_blocks(table, rows_per_block)).map_batches(
             ReadBytesStage(), batch_size=None, num_cpus=resources.read_cpus, batch_format="pyarrow",
-            runtime_env=worker_env,
+            compute=_task_pool(), runtime_env=worker_env,
         )
         branch = _in_actor_pool(branch, UpscaleStage, {
             "model": chain.model,
@@ -350,7 +369,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         if chain.ensemble:
             branch = branch.map_batches(BlendStage({route: chain.blend_weights()}, {route: chain.color or spec.stages.color}),
                                         batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
-                                        runtime_env=worker_env)
+                                        compute=_task_pool(), runtime_env=worker_env)
         for face_stage in face_stages:
             # Faces restore in a pool of their own, over this route's background output.
             branch = _in_actor_pool(branch, face_stage, {
@@ -362,5 +381,5 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     dataset = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
     for stage in post:
         dataset = dataset.map_batches(stage, batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
-                                      runtime_env=worker_env)
+                                      compute=_task_pool(), runtime_env=worker_env)
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
