@@ -59,6 +59,9 @@ def check_chain(stages: list, initial: tuple[str, ...]) -> None:
         available |= set(stage.writes)
 
 
+_embedded_cores: int | None = None  # this machine's cores, while raysr runs the Ray it started itself
+
+
 def init_ray(address: str | None, logical_cpus: int | None = None) -> None:
     """Join ``address``, or start an embedded local Ray (no cluster needed)."""
     context = ray.data.DataContext.get_current()
@@ -88,9 +91,6 @@ def _connect(address: str | None, logical_cpus: int | None) -> None:
         ray.init(address="local", num_cpus=max(os.cpu_count() or 1, logical_cpus or 0), include_dashboard=False,
                  log_to_driver=False, logging_level=logging.WARNING,
                  _system_config={"idle_worker_killing_time_threshold_ms": 60_000})
-
-
-_embedded_cores: int | None = None  # this machine's cores, while raysr runs the Ray it started itself
 
 
 def _task_pool() -> ray.data.TaskPoolStrategy | None:
