@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import numpy as np
 import pyarrow as pa
 
+from raysr.imageops.resize import resize
 from raysr.manifest import SCHEMA
 from raysr.sources.decode import DecodedImage, decode_image
 
@@ -159,3 +160,24 @@ def decode_input(row: Row, keep: bool = False) -> DecodedImage:
         decoded.pixels.flags.writeable = False  # shared between stages: nobody may change it
         _kept_decode = (uri, data, decoded)
     return decoded
+
+
+_kept_reference: tuple[str, bytes, tuple[int, int], np.ndarray] | None = None  # bicubic_reference's last
+
+
+def bicubic_reference(row: Row, size_hw: tuple[int, int]) -> np.ndarray:
+    """The item's input upscaled with bicubic to ``size_hw`` (read-only, the input's dtype and channels).
+
+    The colour stage corrects against it and the metrics stage measures colour shift against it;
+    like :func:`decode_input` with ``keep=True`` the last one is kept while the uri, bytes and size
+    match, so the fused post task builds it once per item, not twice (~5–9 ms of a 2048² output).
+    """
+    global _kept_reference
+    uri, data = row["input_uri"], row["data"]
+    kept = _kept_reference
+    if kept is not None and kept[0] == uri and kept[1] == data and kept[2] == tuple(size_hw):
+        return kept[3]
+    reference = resize(decode_input(row, keep=True).pixels, size_hw, "bicubic")
+    reference.flags.writeable = False
+    _kept_reference = (uri, data, tuple(size_hw), reference)
+    return reference

@@ -9,9 +9,9 @@ whose flat colours the models already keep).
 from __future__ import annotations
 
 from raysr.imageops.color import correct_color
-from raysr.imageops.resize import resize
 from raysr.models.registry import get_spec, is_registered
-from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, unpack_pixels
+from raysr.stages._batch import (Batch, Row, bicubic_reference, fail, map_rows, pack_pixels, pending, timed,
+                                unpack_pixels)
 
 
 def color_method_for(model: str, configured: str | None) -> str:
@@ -43,9 +43,7 @@ class ColorStage:
         try:
             with timed(row, "color_s"):
                 output = unpack_pixels(row)
-                source = decode_input(row, keep=True).pixels
-                reference = resize(source, output.shape[:2], "bicubic")
-                pack_pixels(row, correct_color(output, reference, method))
+                pack_pixels(row, correct_color(output, bicubic_reference(row, output.shape[:2]), method))
         except Exception as error:  # noqa: BLE001
             return fail(row, "color", error)
         return row

@@ -15,7 +15,8 @@ from pathlib import Path
 from raysr.imageops.metrics import lr_consistency, mean_delta_e, psnr, sharpness, ssim
 from raysr.imageops.resize import resize
 from raysr.sources.decode import decode_image
-from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pending, timed, unpack_pixels
+from raysr.stages._batch import (Batch, Row, bicubic_reference, decode_input, fail, map_rows, pending, timed,
+                                unpack_pixels)
 from raysr.storage import read_bytes
 
 # Mean ΔE over at most ~a million pixels (every 2nd of a 2048² output): its LAB conversions were
@@ -57,7 +58,7 @@ class MetricsStage:
                 source = decode_input(row, keep=True).pixels
                 consistency = lr_consistency(output, source)
                 row.update(lr_psnr=consistency["psnr"], lr_ssim=consistency["ssim"], sharpness=sharpness(output),
-                           delta_e=mean_delta_e(output, resize(source, output.shape[:2], "bicubic"), _DELTA_E_PIXELS))
+                           delta_e=mean_delta_e(output, bicubic_reference(row, output.shape[:2]), _DELTA_E_PIXELS))
                 reference = self._reference(row, output.shape)
                 if reference is not None:
                     row.update(ref_psnr=psnr(output, reference), ref_ssim=ssim(output, reference))

@@ -74,14 +74,21 @@ def test_the_fused_post_stages_decode_each_input_once(row, monkeypatch):
     import raysr.stages._batch as batch_module
 
     decoded_uris: list[str] = []
-    decode = batch_module.decode_image
+    references: list[tuple] = []
+    decode, resize = batch_module.decode_image, batch_module.resize
 
     def counted(data, uri, **limits):
         decoded_uris.append(uri)
         return decode(data, uri, **limits)
 
+    def counted_resize(image, size_hw, method):
+        references.append((tuple(size_hw), method))
+        return resize(image, size_hw, method)
+
     monkeypatch.setattr(batch_module, "decode_image", counted)
+    monkeypatch.setattr(batch_module, "resize", counted_resize)
     monkeypatch.setattr(batch_module, "_kept_decode", None)  # an earlier test may have kept this very input
+    monkeypatch.setattr(batch_module, "_kept_reference", None)
     stages = [ColorStage({"photo": None}), MetricsStage(), WriteStage("png", 95)]
     for uri in ("/in/a.png", "/in/b.png"):
         item = dict(row, input_uri=uri, output_uri=row["output_uri"].replace("a.png", uri[-5:]))
@@ -89,6 +96,7 @@ def test_the_fused_post_stages_decode_each_input_once(row, monkeypatch):
             item = rows_of(stage(batch_of([item])))[0]
         assert item["status"] == "ok" and item["lr_psnr"] > 20, item.get("error_message")
     assert decoded_uris == ["/in/a.png", "/in/b.png"]
+    assert len(references) == 2 and {method for _, method in references} == {"bicubic"}  # colour's, reused by metrics
     changed = dict(row, data=cv2.imencode(".png", np.zeros((48, 48, 3), np.uint8))[1].tobytes())
     assert batch_module.decode_input(changed, keep=True).pixels.max() == 0  # same uri, new bytes: decoded anew
     assert not batch_module.decode_input(changed, keep=True).pixels.flags.writeable  # shared: read-only
