@@ -158,11 +158,11 @@ def test_nothing_pending_starts_no_actor(caplog):
     assert "model actors" not in caplog.text
 
 
-def test_task_pools_stay_within_the_cores_only_on_the_ray_raysr_started(monkeypatch):
+def test_task_pools_are_capped_at_two_per_core_only_on_the_ray_raysr_started(monkeypatch):
     import os
 
     from raysr.job import plan
 
     assert plan._task_pool() is None  # a cluster (the session's): Ray Data's own default
     monkeypatch.setattr(plan, "_embedded_cores", os.cpu_count())
-    assert plan._task_pool().size == os.cpu_count()
+    assert plan._task_pool().size == 2 * os.cpu_count()
