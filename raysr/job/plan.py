@@ -175,11 +175,12 @@ def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str | None
     """
     stage = ProbeStage(spec, weights_sha256, chain_digests)
     check_chain([stage], LISTING_COLUMNS)
+    tasks = _task_pool()
     task_slots = min(float(ray.cluster_resources().get("CPU", 1)) / spec.resources.read_cpus,
-                     _task_pool().size if _embedded_cores else math.inf)
+                     tasks.size if tasks else math.inf)
     blocks = _blocks(attach_last_outcomes(listing, done), probe_rows_per_block(listing.num_rows, task_slots))
     dataset = ray.data.from_arrow(blocks).map_batches(
-        stage, batch_size=None, num_cpus=spec.resources.read_cpus, batch_format="pyarrow", compute=_task_pool(),
+        stage, batch_size=None, num_cpus=spec.resources.read_cpus, batch_format="pyarrow", compute=tasks,
         runtime_env=_worker_env(),
     )
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
@@ -324,10 +325,10 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     if not any(table.num_rows for table in pending_by_route.values()):
         return  # a resume with nothing left to do starts no actor (and says nothing about actors)
     resources = spec.resources
-    layout = actor_layout(spec, {route: table.num_rows for route, table in pending_by_route.items()},
-                          ray.cluster_resources())
+    cluster = ray.cluster_resources()
+    layout = actor_layout(spec, {route: table.num_rows for route, table in pending_by_route.items()}, cluster)
     num_gpus = layout.gpus_per_actor
-    worker_env = _worker_env()
+    worker_env, tasks = _worker_env(), _task_pool()
     post = [
         ColorStage({route: spec.route_spec(route).color or spec.stages.color for route in pending_by_route}),
         MetricsStage(spec.stages.flag_lr_psnr_below, spec.stages.flag_delta_e_above, spec.stages.reference_dir)
@@ -335,8 +336,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         WriteStage(spec.output.format, spec.output.quality),
     ]
     post = [stage for stage in post if stage is not None]
-    cluster_cpus = float(ray.cluster_resources().get("CPU", 0))
-    num_cpus = fit_actor_cpus(spec, num_gpus, layout.total, cluster_cpus)
+    num_cpus = fit_actor_cpus(spec, num_gpus, layout.total, float(cluster.get("CPU", 0)))
     _LOG.info("model actors: %s; %g GPU(s) and %g CPU(s) each", ", ".join(
         f"{route} {count} per pool" for route, count in layout.actors.items()), num_gpus, num_cpus)
     branches = []
@@ -352,7 +352,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         rows_per_block = process_rows_per_block(table.num_rows, actors, resources.batch_size)
         branch = ray.data.from_arrow(_blocks(table, rows_per_block)).map_batches(
             ReadBytesStage(), batch_size=None, num_cpus=resources.read_cpus, batch_format="pyarrow",
-            compute=_task_pool(), runtime_env=worker_env,
+            compute=tasks, runtime_env=worker_env,
         )
         branch = _in_actor_pool(branch, UpscaleStage, {
             "model": chain.model,
@@ -372,17 +372,15 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         if chain.ensemble:
             branch = branch.map_batches(BlendStage({route: chain.blend_weights()}, {route: chain.color or spec.stages.color}),
                                         batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
-                                        compute=_task_pool(), runtime_env=worker_env)
+                                        compute=tasks, runtime_env=worker_env)
         for face_stage in face_stages:
             # Faces restore in a pool of their own, over this route's background output.
             branch = _in_actor_pool(branch, face_stage, {
                 "face_model": chain.face_model, "faces": spec.faces, "weights_dir": spec.weights_dir,
             }, spec, actors, num_gpus, num_cpus)
         branches.append(branch)
-    if not branches:
-        return
     dataset = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
     for stage in post:
         dataset = dataset.map_batches(stage, batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
-                                      compute=_task_pool(), runtime_env=worker_env)
+                                      compute=tasks, runtime_env=worker_env)
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
