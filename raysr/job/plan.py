@@ -93,9 +93,11 @@ def _connect(address: str | None, logical_cpus: int | None) -> None:
                  _system_config={"idle_worker_killing_time_threshold_ms": 60_000})
 
 
-def _task_pool() -> ray.data.TaskPoolStrategy | None:
-    """How many read/probe/post tasks may run at once: Ray Data's default (as many as the CPUs
-    allow) on a cluster; on the Ray that ``raysr run`` starts on this machine, two per core.
+def _task_pool(blocks: int) -> ray.data.TaskPoolStrategy | None:
+    """How many read/probe/post tasks may run at once over ``blocks`` input blocks: Ray Data's
+    default (as many as the CPUs allow) on a cluster; on the Ray that ``raysr run`` starts on
+    this machine, two per core, and no more than there are blocks (Ray Data warns about a pool
+    larger than its inputs, a line the user can do nothing about).
 
     That Ray declares more logical CPUs than the machine has (so the model actors fit beside the
     tasks), and with ``read_cpus`` 0.5 Ray Data would run four tasks per core: each in a worker
@@ -105,7 +107,9 @@ def _task_pool() -> ray.data.TaskPoolStrategy | None:
     I/O and fsync overlap another's work (20 000 tiny items: one per core 178–180 items/s, two
     215, uncapped 201–210).
     """
-    return ray.data.TaskPoolStrategy(size=2 * _embedded_cores) if _embedded_cores else None
+    if not _embedded_cores:
+        return None
+    return ray.data.TaskPoolStrategy(size=max(1, min(2 * _embedded_cores, blocks)))
 
 
 def _worker_env() -> dict | None:
@@ -175,10 +179,10 @@ def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str | None
     """
     stage = ProbeStage(spec, weights_sha256, chain_digests)
     check_chain([stage], LISTING_COLUMNS)
-    tasks = _task_pool()
     task_slots = min(float(ray.cluster_resources().get("CPU", 1)) / spec.resources.read_cpus,
-                     tasks.size if tasks else math.inf)
+                     2 * _embedded_cores if _embedded_cores else math.inf)
     blocks = _blocks(attach_last_outcomes(listing, done), probe_rows_per_block(listing.num_rows, task_slots))
+    tasks = _task_pool(len(blocks))
     dataset = ray.data.from_arrow(blocks).map_batches(
         stage, batch_size=None, num_cpus=spec.resources.read_cpus, batch_format="pyarrow", compute=tasks,
         runtime_env=_worker_env(),
@@ -328,7 +332,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     cluster = ray.cluster_resources()
     layout = actor_layout(spec, {route: table.num_rows for route, table in pending_by_route.items()}, cluster)
     num_gpus = layout.gpus_per_actor
-    worker_env, tasks = _worker_env(), _task_pool()
+    worker_env = _worker_env()
     post = [
         ColorStage({route: spec.route_spec(route).color or spec.stages.color for route in pending_by_route}),
         MetricsStage(spec.stages.flag_lr_psnr_below, spec.stages.flag_delta_e_above, spec.stages.reference_dir)
@@ -339,7 +343,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     num_cpus = fit_actor_cpus(spec, num_gpus, layout.total, float(cluster.get("CPU", 0)))
     _LOG.info("model actors: %s; %g GPU(s) and %g CPU(s) each", ", ".join(
         f"{route} {count} per pool" for route, count in layout.actors.items()), num_gpus, num_cpus)
-    branches = []
+    branches, total_blocks = [], 0
     for route, table in pending_by_route.items():
         if table.num_rows == 0:
             continue
@@ -350,7 +354,10 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
                     (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
         actors = layout.actors[route]
         rows_per_block = process_rows_per_block(table.num_rows, actors, resources.batch_size)
-        branch = ray.data.from_arrow(_blocks(table, rows_per_block)).map_batches(
+        blocks = _blocks(table, rows_per_block)
+        total_blocks += len(blocks)
+        tasks = _task_pool(len(blocks))
+        branch = ray.data.from_arrow(blocks).map_batches(
             ReadBytesStage(), batch_size=None, num_cpus=resources.read_cpus, batch_format="pyarrow",
             compute=tasks, runtime_env=worker_env,
         )
@@ -380,6 +387,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
             }, spec, actors, num_gpus, num_cpus)
         branches.append(branch)
     dataset = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
+    tasks = _task_pool(total_blocks)
     for stage in post:
         dataset = dataset.map_batches(stage, batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
                                       compute=tasks, runtime_env=worker_env)

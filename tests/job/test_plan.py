@@ -163,6 +163,28 @@ def test_task_pools_are_capped_at_two_per_core_only_on_the_ray_raysr_started(mon
 
     from raysr.job import plan
 
-    assert plan._task_pool() is None  # a cluster (the session's): Ray Data's own default
+    assert plan._task_pool(1000) is None  # a cluster (the session's): Ray Data's own default
     monkeypatch.setattr(plan, "_embedded_cores", os.cpu_count())
-    assert plan._task_pool().size == 2 * os.cpu_count()
+    assert plan._task_pool(1000).size == 2 * os.cpu_count()
+
+
+def test_a_task_pool_is_no_larger_than_its_input_blocks(monkeypatch):
+    """Ray Data warns when a pool may run more tasks than it has inputs (the demo's one video
+    block printed that warning); the pool follows the block count down to one task."""
+    import warnings
+
+    import pyarrow as pa
+    import ray
+
+    from raysr.job import plan
+
+    monkeypatch.setattr(plan, "_embedded_cores", 2)
+    assert plan._task_pool(1).size == 1
+    assert plan._task_pool(3).size == 3
+    assert plan._task_pool(0).size == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rows = ray.data.from_arrow([pa.table({"x": [1]})]).map_batches(
+            lambda batch: batch, batch_format="pyarrow", compute=plan._task_pool(1)).take_all()
+    assert rows == [{"x": 1}]
+    assert not [w for w in caught if "maximum number of concurrent tasks" in str(w.message)]
