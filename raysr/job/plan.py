@@ -237,11 +237,19 @@ def fit_actor_cpus(spec: JobSpec, num_gpus: float, actors: int, cluster_cpus: fl
 
 @dataclass(frozen=True)
 class ActorLayout:
-    """Model actors per route (each of the route's pools gets that many) and the GPUs each asks for."""
+    """Model actors per route at the start (each of the route's pools gets that many), how many
+    each pool may grow to while the job runs, and the GPUs each actor asks for."""
 
     actors: dict[str, int]
     gpus_per_actor: float
     total: int
+    max_actors: dict[str, int]
+
+    def describe(self) -> str:
+        """``photo 2 per pool (up to 40 as GPUs join), anime 1 per pool`` for the run's log."""
+        return ", ".join(f"{route} {count} per pool" + (
+            f" (up to {self.max_actors[route]} as GPUs join)" if self.max_actors[route] > count else "")
+            for route, count in self.actors.items())
 
 
 def actor_layout(spec: JobSpec, route_items: dict[str, int], resources: dict[str, float]) -> ActorLayout:
@@ -254,8 +262,15 @@ def actor_layout(spec: JobSpec, route_items: dict[str, int], resources: dict[str
     a node's cores). The actors go to the routes by their pending items, every pool at least one
     and no route more actors than it has items.
 
+    A GPU pool may grow while the job runs: Ray Data adds an actor when the pool is busy and a
+    GPU is free, which happens when an autoscaling cluster adds a GPU node after the start. It
+    grows up to ``resources.max_actors_per_model``; unset, up to the route's pending items when
+    the count is automatic, and not at all when ``actors_per_model`` is set. CPU pools keep their
+    size unless ``max_actors_per_model`` says otherwise (a CPU actor holds a node's cores).
+
     Example:
-        8 GPUs, photo 1000 items, anime 10 items, no ensembles: photo 7 actors, anime 1.
+        8 GPUs, photo 1000 items, anime 10 items, no ensembles: photo 7 actors (up to 1000 as GPUs
+        join), anime 1 (up to 10).
     """
     routes = {route: items for route, items in route_items.items() if items}
     pools = {route: actor_pool_count(spec, [route]) for route in routes}
@@ -273,7 +288,14 @@ def actor_layout(spec: JobSpec, route_items: dict[str, int], resources: dict[str
             free_cpus = resources.get("CPU", 0) - spec.resources.read_cpus
             slot_limits.append(math.floor(free_cpus / cpus_per_actor(spec, gpus) + 1e-9))
         actors = _share_slots(min(slot_limits, default=0), pools, routes)
-    return ActorLayout(actors, gpus, sum(count * pools[route] for route, count in actors.items()))
+    ceiling = spec.resources.max_actors_per_model
+    if ceiling is not None:
+        max_actors = {route: max(count, min(ceiling, routes[route])) for route, count in actors.items()}
+    elif configured is None and gpus > 0:
+        max_actors = {route: max(count, routes[route]) for route, count in actors.items()}
+    else:
+        max_actors = dict(actors)
+    return ActorLayout(actors, gpus, sum(count * pools[route] for route, count in actors.items()), max_actors)
 
 
 def _share_slots(slots: int, pools: dict[str, int], items: dict[str, int]) -> dict[str, int]:
@@ -299,8 +321,10 @@ def _face_stages(spec: JobSpec, route: str) -> list:
 
 
 def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwargs: dict, spec: JobSpec,
-                   actors: int, num_gpus: float, num_cpus: float) -> ray.data.Dataset:
+                   actors: tuple[int, int], num_gpus: float, num_cpus: float) -> ray.data.Dataset:
     """One model per actor: ``stage_class`` is constructed once per actor and fed batches.
+
+    ``actors``: the pool's size at the start and the most it may grow to (:func:`actor_layout`).
 
     Ray Data's actor pools restart a killed actor (OOM kill, segfault) and retry its
     batch (max_restarts=-1, max_task_retries=-1 by default). A stage with
@@ -314,7 +338,7 @@ def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwa
         fn_constructor_kwargs=constructor_kwargs,
         batch_size=resources.batch_size,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=actors,
+        compute=ray.data.ActorPoolStrategy(min_size=actors[0], max_size=actors[1],
                                            max_concurrent_calls_per_actor=concurrent_calls,
                                            enable_true_multi_threading=concurrent_calls > 1),
         num_gpus=num_gpus,
@@ -341,8 +365,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     ]
     post = [stage for stage in post if stage is not None]
     num_cpus = fit_actor_cpus(spec, num_gpus, layout.total, float(cluster.get("CPU", 0)))
-    _LOG.info("model actors: %s; %g GPU(s) and %g CPU(s) each", ", ".join(
-        f"{route} {count} per pool" for route, count in layout.actors.items()), num_gpus, num_cpus)
+    _LOG.info("model actors: %s; %g GPU(s) and %g CPU(s) each", layout.describe(), num_gpus, num_cpus)
     branches, total_blocks = [], 0
     for route, table in pending_by_route.items():
         if table.num_rows == 0:
@@ -352,8 +375,8 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         ensemble_stages = [EnsembleMemberStage, BlendStage] if chain.ensemble else []
         check_chain([ReadBytesStage(), UpscaleStage, *ensemble_stages, *face_stages, *post],
                     (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
-        actors = layout.actors[route]
-        rows_per_block = process_rows_per_block(table.num_rows, actors, resources.batch_size)
+        actors = layout.actors[route], layout.max_actors[route]
+        rows_per_block = process_rows_per_block(table.num_rows, actors[0], resources.batch_size)
         blocks = _blocks(table, rows_per_block)
         total_blocks += len(blocks)
         tasks = _task_pool(len(blocks))

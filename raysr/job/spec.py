@@ -151,6 +151,10 @@ class ResourcesSpec(_Strict):
     # None: one model actor per GPU of the cluster, shared among the routes by their pending items
     # (on CPU clusters one per pool, or as many as actor_resources allow); see plan.actor_layout.
     actors_per_model: int | None = Field(default=None, ge=1)
+    # How far a GPU pool may grow while the job runs, as GPUs join an autoscaling cluster (Ray
+    # Data adds an actor when its pool is busy and a GPU is free). None: with actors_per_model
+    # unset, up to the route's pending items; with it set, the pool stays at that count.
+    max_actors_per_model: int | None = Field(default=None, ge=1)
     gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else CPU actors
     # None: 1 beside a GPU; on CPU-only clusters the node's cores (torch's threads follow the
     # CPUs Ray grants an actor, so 1 would leave the model a single thread).
@@ -160,6 +164,14 @@ class ResourcesSpec(_Strict):
     # Custom Ray resources every model actor asks for, e.g. {sr_node: 1} to keep the models
     # on the nodes started with `ray start --resources='{"sr_node": 4}'` (off the head node).
     actor_resources: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _max_not_below_start(self) -> "ResourcesSpec":
+        if self.max_actors_per_model is not None and self.actors_per_model is not None \
+                and self.max_actors_per_model < self.actors_per_model:
+            raise ValueError(f"max_actors_per_model ({self.max_actors_per_model}) is below actors_per_model "
+                             f"({self.actors_per_model}); raise it, or leave it unset for a pool of fixed size")
+        return self
 
     @field_validator("actor_resources")
     @classmethod

@@ -136,6 +136,36 @@ def test_actor_layout_follows_the_spec_where_it_says():
     assert pinned.actors == {"photo": 3} and pinned.gpus_per_actor == 0.0  # CPU actors: as many as the nodes allow
 
 
+def test_gpu_pools_may_grow_as_gpus_join_and_cpu_or_counted_pools_stay():
+    from raysr.job.plan import actor_layout
+
+    auto = actor_layout(_routes_spec(), {"photo": 1000, "anime": 10}, {"GPU": 8, "CPU": 64})
+    assert auto.actors == {"photo": 7, "anime": 1}
+    assert auto.max_actors == {"photo": 1000, "anime": 10}  # no route more actors than items
+    assert auto.describe() == "photo 7 per pool (up to 1000 as GPUs join), anime 1 per pool (up to 10 as GPUs join)"
+    capped = actor_layout(_routes_spec(resources={"max_actors_per_model": 16}), {"photo": 1000, "anime": 10},
+                          {"GPU": 8, "CPU": 64})
+    assert capped.max_actors == {"photo": 16, "anime": 10}
+    counted = actor_layout(_routes_spec(resources={"actors_per_model": 3}), {"photo": 100}, {"GPU": 8, "CPU": 64})
+    assert counted.max_actors == {"photo": 3} and counted.describe() == "photo 3 per pool"
+    counted_up = actor_layout(_routes_spec(resources={"actors_per_model": 3, "max_actors_per_model": 6}),
+                              {"photo": 100}, {"GPU": 8, "CPU": 64})
+    assert counted_up.actors == {"photo": 3} and counted_up.max_actors == {"photo": 6}
+    cpu = actor_layout(_routes_spec(), {"photo": 100}, {"CPU": 64})
+    assert cpu.max_actors == cpu.actors == {"photo": 1}
+    # No GPU yet on an autoscaling cluster, GPUs asked for: one actor (Ray's autoscaler adds the
+    # node it waits for), then the pool follows the GPUs that join.
+    waiting = actor_layout(_routes_spec(resources={"gpus_per_actor": 1}), {"photo": 100}, {"CPU": 4})
+    assert waiting.actors == {"photo": 1} and waiting.max_actors == {"photo": 100}
+
+
+def test_a_ceiling_below_the_start_count_is_refused():
+    from raysr.job.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"max_actors_per_model \(2\) is below actors_per_model \(4\)"):
+        _spec(actors_per_model=4, max_actors_per_model=2)
+
+
 def test_the_session_cluster_gets_one_actor_per_declared_gpu(ray_cluster):
     import ray
 

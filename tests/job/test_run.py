@@ -122,6 +122,34 @@ def test_routes_run_on_their_own_actor_pools_across_both_nodes(ray_cluster, tmp_
     assert len({row["node_id"] for row in rows}) == 2
 
 
+def test_a_gpu_pool_grows_onto_a_gpu_that_joined_after_the_plan(ray_cluster, tmp_path, photo, save_state, monkeypatch,
+                                                                caplog):
+    """An autoscaling cluster adds GPU nodes while a job runs. The planner here sees one GPU
+    (as at the start of such a job) while the session cluster has two: the pool starts with
+    one actor and Ray Data adds a second once that one is busy and a GPU is free."""
+    import logging
+
+    from raysr.job import plan
+
+    planned = plan.actor_layout
+    monkeypatch.setattr(plan, "actor_layout", lambda spec, items, resources: planned(
+        spec, items, {**resources, "GPU": resources["GPU"] - 1}))
+    root = tmp_path / "in"
+    for index in range(32):
+        _png(root / f"p{index:02d}.png", photo[index * 12: index * 12 + 112, index * 12: index * 12 + 112])
+    # Slow enough per item (~0.4 s on one thread) that work queues while the second actor starts
+    # (~5 s here); it takes about a quarter of the items.
+    model = str(save_state(compact_state(num_conv=32, num_feat=64)))
+    spec = _spec(root, tmp_path / "out", model, engine={"precision": "fp32"}, stages={"metrics": False},
+                 route_overrides=[{"glob": "*", "route": "photo"}])  # one pool: content routing aside
+    with caplog.at_level(logging.INFO, logger="raysr"):
+        report = run_job(spec, progress=False)
+    assert report.counts["ok"] + report.counts["flagged"] == 32
+    assert "photo 1 per pool (up to 32 as GPUs join)" in caplog.text
+    rows = latest_rows(read_manifest(spec.manifest_uri)).to_pylist()
+    assert len({row["actor_id"] for row in rows}) == 2
+
+
 def test_actor_resources_keep_the_model_actors_on_the_nodes_that_declare_them(ray_cluster, tmp_path, photo):
     root = tmp_path / "in"
     for index in range(3):
