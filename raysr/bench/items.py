@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from raysr.bench.pipeline import bench_run
+from raysr.bench.job import bench_run
 from raysr.engine import EngineOptions
 
 _PER_FOLDER = 1000  # archives nest: a thousand files a folder

@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 from raysr.bench._child import run_child
-from raysr.bench.pipeline import LOCAL_ACTOR_SLOT, bench_run, write_bench_images
+from raysr.bench.job import LOCAL_ACTOR_SLOT, bench_run
+from raysr.bench.pipeline import write_bench_images
 from raysr.engine import EngineOptions
 
 
@@ -50,7 +51,7 @@ def bench_scaling(model: str = "RealESRGAN_x4plus", weights_dir: Path | None = N
         address: a running Ray cluster; ``None`` starts a local multi-node one per run.
 
     Returns:
-        images/s of both runs (whole job and steady state, :func:`~raysr.bench.pipeline.run_timeline`),
+        images/s of both runs (whole job and steady state, :func:`~raysr.bench.job.run_timeline`),
         actors and nodes that did work, and the scaling efficiency of each rate.
     """
     cores = os.cpu_count() or 1
