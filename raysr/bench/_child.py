@@ -7,9 +7,26 @@ process, which reports one line ``RAYSR_BENCH_JSON {...}`` on stdout; this is bo
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
+from pathlib import Path
 
 MARKER = "RAYSR_BENCH_JSON "
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set since it started its program (Linux ``VmHWM``).
+
+    Not ``ru_maxrss``: Linux keeps that across ``execve``, so a child started by a parent
+    holding torch and a model reported the parent's peak whenever its own was lower.
+    (:mod:`raysr.bench._official_runner` keeps a copy: it runs without raysr.)
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # elsewhere: the best there is
 
 
 def report(values: dict) -> None:

@@ -45,6 +45,15 @@ def _build_model(arch: dict):
 
 
 def _peak_rss_bytes() -> int:
+    """Peak RSS since this program started (``VmHWM``; ``ru_maxrss`` would include the
+    parent's, which Linux keeps across ``execve``). A copy of raysr.bench._child's: no raysr here."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 

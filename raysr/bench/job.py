@@ -8,7 +8,6 @@ driver imports and no more (no torch, no model code): its peak RSS is the driver
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import time
 from collections import Counter
@@ -85,8 +84,9 @@ def drive_run(spec_path: str, cluster: dict | None = None) -> None:
     ray_start_s = time.perf_counter() - started
     job_started = datetime.now(timezone.utc)
     run = run_job(spec)
+    # Before the timeline below reads the whole manifest back, which the job's driver never does.
+    driver_peak_rss_mb = _child.peak_rss_bytes() / 2**20
     timeline = run_timeline(run.manifest_uri, run.run_id, job_started)
-    driver_peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     _child.report({"ray_start_s": ray_start_s, "job_s": run.wall_s, "exit_code": run.exit_code,
                    "counts": dict(run.counts), "driver_peak_rss_mb": driver_peak_rss_mb, **timeline})
     if local_cluster is not None:

@@ -1,7 +1,7 @@
 """Peak memory of one big image (2048² → 8192² with x4plus by default): raysr's engine
 against the official loop, each in a fresh process so neither sees the other's heap.
 
-CPU: peak resident set (``ru_maxrss``) and the resident set just before the
+CPU: peak resident set (``VmHWM``, :func:`raysr.bench._child.peak_rss_bytes`) and the resident set just before the
 image (model loaded, imports done); the difference is what the image costs.
 CUDA: ``torch.cuda.max_memory_allocated`` during the image.
 """
@@ -9,7 +9,6 @@ CUDA: ``torch.cuda.max_memory_allocated`` during the image.
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import cv2
 
-from raysr.bench._child import report, run_child
+from raysr.bench._child import peak_rss_bytes, report, run_child
 from raysr.bench.engine import bench_photo, machine_line, machine_load
 
 
@@ -50,7 +49,7 @@ def measure_raysr(image_path: str, model: str, weights_dir: str | None, tile: in
     seconds = time.perf_counter() - started
     report({
         "seconds": seconds, "precision": result.precision, "tile": result.tile, "output": list(result.image.shape),
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "baseline_rss_bytes": baseline,
+        "peak_rss_bytes": peak_rss_bytes(), "baseline_rss_bytes": baseline,
         "cuda_max_allocated_bytes": torch.cuda.max_memory_allocated(upscaler.device) if cuda else None,
     })
 
