@@ -107,9 +107,13 @@ def _task_pool(blocks: int) -> ray.data.TaskPoolStrategy | None:
     I/O and fsync overlap another's work (20 000 tiny items: one per core 178–180 items/s, two
     215, uncapped 201–210).
     """
-    if not _embedded_cores:
-        return None
-    return ray.data.TaskPoolStrategy(size=max(1, min(2 * _embedded_cores, blocks)))
+    cap = _task_cap()
+    return ray.data.TaskPoolStrategy(size=max(1, min(cap, blocks))) if cap else None
+
+
+def _task_cap() -> int | None:
+    """Tasks a pool may run at once on the Ray ``raysr run`` started (:func:`_task_pool`); None on a cluster."""
+    return 2 * _embedded_cores if _embedded_cores else None
 
 
 def _worker_env() -> dict | None:
@@ -180,7 +184,7 @@ def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str | None
     stage = ProbeStage(spec, weights_sha256, chain_digests)
     check_chain([stage], LISTING_COLUMNS)
     task_slots = min(float(ray.cluster_resources().get("CPU", 1)) / spec.resources.read_cpus,
-                     2 * _embedded_cores if _embedded_cores else math.inf)
+                     _task_cap() or math.inf)
     blocks = _blocks(attach_last_outcomes(listing, done), probe_rows_per_block(listing.num_rows, task_slots))
     tasks = _task_pool(len(blocks))
     dataset = ray.data.from_arrow(blocks).map_batches(
@@ -246,9 +250,9 @@ class ActorLayout:
     max_actors: dict[str, int]
 
     def describe(self) -> str:
-        """``photo 2 per pool (up to 40 as GPUs join), anime 1 per pool`` for the run's log."""
+        """``photo 2 per pool (up to 40 as the cluster grows), anime 1 per pool`` for the run's log."""
         return ", ".join(f"{route} {count} per pool" + (
-            f" (up to {self.max_actors[route]} as GPUs join)" if self.max_actors[route] > count else "")
+            f" (up to {self.max_actors[route]} as the cluster grows)" if self.max_actors[route] > count else "")
             for route, count in self.actors.items())
 
 
@@ -269,8 +273,8 @@ def actor_layout(spec: JobSpec, route_items: dict[str, int], resources: dict[str
     size unless ``max_actors_per_model`` says otherwise (a CPU actor holds a node's cores).
 
     Example:
-        8 GPUs, photo 1000 items, anime 10 items, no ensembles: photo 7 actors (up to 1000 as GPUs
-        join), anime 1 (up to 10).
+        8 GPUs, photo 1000 items, anime 10 items, no ensembles: photo 7 actors (up to 1000 as the
+        cluster grows), anime 1 (up to 10).
     """
     routes = {route: items for route, items in route_items.items() if items}
     pools = {route: actor_pool_count(spec, [route]) for route in routes}

@@ -142,7 +142,7 @@ def test_gpu_pools_may_grow_as_gpus_join_and_cpu_or_counted_pools_stay():
     auto = actor_layout(_routes_spec(), {"photo": 1000, "anime": 10}, {"GPU": 8, "CPU": 64})
     assert auto.actors == {"photo": 7, "anime": 1}
     assert auto.max_actors == {"photo": 1000, "anime": 10}  # no route more actors than items
-    assert auto.describe() == "photo 7 per pool (up to 1000 as GPUs join), anime 1 per pool (up to 10 as GPUs join)"
+    assert auto.describe() == "photo 7 per pool (up to 1000 as the cluster grows), anime 1 per pool (up to 10 as the cluster grows)"
     capped = actor_layout(_routes_spec(resources={"max_actors_per_model": 16}), {"photo": 1000, "anime": 10},
                           {"GPU": 8, "CPU": 64})
     assert capped.max_actors == {"photo": 16, "anime": 10}
@@ -198,7 +198,7 @@ def test_task_pools_are_capped_at_two_per_core_only_on_the_ray_raysr_started(mon
     assert plan._task_pool(1000).size == 2 * os.cpu_count()
 
 
-def test_a_task_pool_is_no_larger_than_its_input_blocks(monkeypatch):
+def test_a_task_pool_is_no_larger_than_its_input_blocks(ray_cluster, monkeypatch):
     """Ray Data warns when a pool may run more tasks than it has inputs (the demo's one video
     block printed that warning); the pool follows the block count down to one task."""
     import warnings

@@ -145,7 +145,7 @@ def test_a_gpu_pool_grows_onto_a_gpu_that_joined_after_the_plan(ray_cluster, tmp
     with caplog.at_level(logging.INFO, logger="raysr"):
         report = run_job(spec, progress=False)
     assert report.counts["ok"] + report.counts["flagged"] == 32
-    assert "photo 1 per pool (up to 32 as GPUs join)" in caplog.text
+    assert "photo 1 per pool (up to 32 as the cluster grows)" in caplog.text
     rows = latest_rows(read_manifest(spec.manifest_uri)).to_pylist()
     assert len({row["actor_id"] for row in rows}) == 2
 
