@@ -268,9 +268,10 @@ def actor_layout(spec: JobSpec, route_items: dict[str, int], resources: dict[str
 
     A GPU pool may grow while the job runs: Ray Data adds an actor when the pool is busy and a
     GPU is free, which happens when an autoscaling cluster adds a GPU node after the start. It
-    grows up to ``resources.max_actors_per_model``; unset, up to the route's pending items when
-    the count is automatic, and not at all when ``actors_per_model`` is set. CPU pools keep their
-    size unless ``max_actors_per_model`` says otherwise (a CPU actor holds a node's cores).
+    grows up to ``resources.max_actors_per_model`` (which caps the start too); unset, up to the
+    route's pending items when the count is automatic, and not at all when ``actors_per_model``
+    is set. CPU pools keep their size unless ``max_actors_per_model`` says otherwise (a CPU
+    actor holds a node's cores).
 
     Example:
         8 GPUs, photo 1000 items, anime 10 items, no ensembles: photo 7 actors (up to 1000 as the
@@ -293,7 +294,8 @@ def actor_layout(spec: JobSpec, route_items: dict[str, int], resources: dict[str
             slot_limits.append(math.floor(free_cpus / cpus_per_actor(spec, gpus) + 1e-9))
         actors = _share_slots(min(slot_limits, default=0), pools, routes)
     ceiling = spec.resources.max_actors_per_model
-    if ceiling is not None:
+    if ceiling is not None:  # a cap on the automatic start too (a cluster shared with other jobs)
+        actors = {route: min(count, ceiling) for route, count in actors.items()}
         max_actors = {route: max(count, min(ceiling, routes[route])) for route, count in actors.items()}
     elif configured is None and gpus > 0:
         max_actors = {route: max(count, routes[route]) for route, count in actors.items()}

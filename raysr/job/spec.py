@@ -152,8 +152,9 @@ class ResourcesSpec(_Strict):
     # (on CPU clusters one per pool, or as many as actor_resources allow); see plan.actor_layout.
     actors_per_model: int | None = Field(default=None, ge=1)
     # How far a GPU pool may grow while the job runs, as GPUs join an autoscaling cluster (Ray
-    # Data adds an actor when its pool is busy and a GPU is free). None: with actors_per_model
-    # unset, up to the route's pending items; with it set, the pool stays at that count.
+    # Data adds an actor when its pool is busy and a GPU is free); it caps the automatic start
+    # too. None: with actors_per_model unset, up to the route's pending items; with it set, the
+    # pool stays at that count.
     max_actors_per_model: int | None = Field(default=None, ge=1)
     gpus_per_actor: float | None = None  # None: 1 when the cluster has GPUs, else CPU actors
     # None: 1 beside a GPU; on CPU-only clusters the node's cores (torch's threads follow the

@@ -146,6 +146,8 @@ def test_gpu_pools_may_grow_as_gpus_join_and_cpu_or_counted_pools_stay():
     capped = actor_layout(_routes_spec(resources={"max_actors_per_model": 16}), {"photo": 1000, "anime": 10},
                           {"GPU": 8, "CPU": 64})
     assert capped.max_actors == {"photo": 16, "anime": 10}
+    shared = actor_layout(_routes_spec(resources={"max_actors_per_model": 4}), {"photo": 1000}, {"GPU": 8, "CPU": 64})
+    assert shared.actors == shared.max_actors == {"photo": 4} and shared.total == 4  # the cap holds from the start
     counted = actor_layout(_routes_spec(resources={"actors_per_model": 3}), {"photo": 100}, {"GPU": 8, "CPU": 64})
     assert counted.max_actors == {"photo": 3} and counted.describe() == "photo 3 per pool"
     counted_up = actor_layout(_routes_spec(resources={"actors_per_model": 3, "max_actors_per_model": 6}),
