@@ -165,6 +165,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"dry run: {report.listed} inputs: {counts}")
         if report.estimates:
             print(format_estimates(report.estimates))
+        if report.actors:
+            print(f"model actors: {report.actors}")
         return 0
     print(report.line())
     if report.missing:

@@ -304,6 +304,20 @@ def actor_layout(spec: JobSpec, route_items: dict[str, int], resources: dict[str
     return ActorLayout(actors, gpus, sum(count * pools[route] for route, count in actors.items()), max_actors)
 
 
+def plan_actors(spec: JobSpec, route_items: dict[str, int]) -> tuple[ActorLayout, float]:
+    """What :func:`process` starts for ``route_items`` on this cluster: the layout and the CPUs
+    each actor gets (:func:`fit_actor_cpus`, which refuses actors that leave no CPU for reading).
+    ``raysr run --dry-run`` shows it before any actor starts."""
+    cluster = ray.cluster_resources()
+    layout = actor_layout(spec, route_items, cluster)
+    return layout, fit_actor_cpus(spec, layout.gpus_per_actor, layout.total, float(cluster.get("CPU", 0)))
+
+
+def actors_line(layout: ActorLayout, cpus_per_actor: float) -> str:
+    """``photo 7 per pool (up to 1000 as the cluster grows); 1 GPU(s) and 1 CPU(s) each``."""
+    return f"{layout.describe()}; {layout.gpus_per_actor:g} GPU(s) and {cpus_per_actor:g} CPU(s) each"
+
+
 def _share_slots(slots: int, pools: dict[str, int], items: dict[str, int]) -> dict[str, int]:
     """One actor per pool, then each free slot to the route with the most items per actor
     (a route's extra actor takes one slot per pool of the route)."""
@@ -359,8 +373,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     if not any(table.num_rows for table in pending_by_route.values()):
         return  # a resume with nothing left to do starts no actor (and says nothing about actors)
     resources = spec.resources
-    cluster = ray.cluster_resources()
-    layout = actor_layout(spec, {route: table.num_rows for route, table in pending_by_route.items()}, cluster)
+    layout, num_cpus = plan_actors(spec, {route: table.num_rows for route, table in pending_by_route.items()})
     num_gpus = layout.gpus_per_actor
     worker_env = _worker_env()
     post = [
@@ -370,8 +383,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         WriteStage(spec.output.format, spec.output.quality),
     ]
     post = [stage for stage in post if stage is not None]
-    num_cpus = fit_actor_cpus(spec, num_gpus, layout.total, float(cluster.get("CPU", 0)))
-    _LOG.info("model actors: %s; %g GPU(s) and %g CPU(s) each", layout.describe(), num_gpus, num_cpus)
+    _LOG.info("model actors: %s", actors_line(layout, num_cpus))
     branches, total_blocks = [], 0
     for route, table in pending_by_route.items():
         if table.num_rows == 0:

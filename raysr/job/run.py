@@ -43,6 +43,7 @@ class RunReport:
     counts: Counter = field(default_factory=Counter)
     missing: list[str] = field(default_factory=list)
     estimates: list = field(default_factory=list)
+    actors: str = ""  # dry run: the model actors the run would start (plan.actors_line)
     wall_s: float = 0.0
     manifest_uri: str = ""
     dry_run: bool = False
@@ -204,7 +205,9 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
         if report.counts["process"]:
             from raysr.job.estimate import estimate
 
-            report.estimates = estimate(spec, probed.filter(pc.is_null(probed.column("status"))))
+            pending = probed.filter(pc.is_null(probed.column("status")))
+            report.estimates = estimate(spec, pending)
+            report.actors = plan.actors_line(*plan.plan_actors(spec, dict(Counter(pending.column("route").to_pylist()))))
         report.wall_s = time.perf_counter() - started
         return report
 

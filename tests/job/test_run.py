@@ -168,6 +168,8 @@ def test_dry_run_processes_nothing(ray_cluster, tmp_path, mixed_inputs):
     report = run_job(spec, dry_run=True, progress=False)
     assert report.counts == {"process": 3, "error": 4}
     assert not (tmp_path / "out" / "photos").exists()
+    # What the run would start, from the session cluster's two GPUs (the pending items' routes).
+    assert "per pool" in report.actors and report.actors.endswith("; 1 GPU(s) and 1 CPU(s) each")
 
 
 def test_a_row_removed_behind_raysrs_back_is_redone(ray_cluster, tmp_path, photo):
