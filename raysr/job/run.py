@@ -43,7 +43,7 @@ class RunReport:
     counts: Counter = field(default_factory=Counter)
     missing: list[str] = field(default_factory=list)
     estimates: list = field(default_factory=list)
-    actors: str = ""  # dry run: the model actors the run would start (plan.actors_line)
+    actors: str = ""  # dry run: the model actors the run would start (actors.actors_line)
     wall_s: float = 0.0
     manifest_uri: str = ""
     dry_run: bool = False
@@ -186,7 +186,7 @@ def lease_uri(spec: JobSpec) -> str:
 
 def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | None, report: RunReport,
          digests: tuple[dict, dict], lease: Lease | None, started: float) -> RunReport:
-    from raysr.job import plan  # imports Ray: only when a job actually runs
+    from raysr.job import actors, plan  # import Ray: only when a job actually runs
 
     listing = list_inputs(spec)
     report.listed = listing.num_rows
@@ -194,8 +194,8 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     # A local Ray gets logical CPUs enough for every pool's actors (each asks for this machine's
     # cores when no GPU is there) plus the read and write tasks; the OS shares the real cores.
     per_actor = spec.resources.cpus_per_actor or float(os.cpu_count() or 1)
-    actors = (spec.resources.actors_per_model or 1) * plan.actor_pool_count(spec, spec.active_routes())
-    plan.init_ray(address, logical_cpus=math.ceil(per_actor * actors) + 2)
+    actor_count = (spec.resources.actors_per_model or 1) * actors.actor_pool_count(spec, spec.active_routes())
+    plan.init_ray(address, logical_cpus=math.ceil(per_actor * actor_count) + 2)
 
     probed = (pa.concat_tables(list(plan.probe(listing, spec, *digests, done)), promote_options="default")
               if listing.num_rows else None)
@@ -207,7 +207,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
 
             pending = probed.filter(pc.is_null(probed.column("status")))
             report.estimates = estimate(spec, pending)
-            report.actors = plan.actors_line(*plan.plan_actors(spec, dict(Counter(pending.column("route").to_pylist()))))
+            report.actors = actors.actors_line(*actors.plan_actors(spec, dict(Counter(pending.column("route").to_pylist()))))
         report.wall_s = time.perf_counter() - started
         return report
 

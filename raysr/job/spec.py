@@ -149,7 +149,7 @@ class VideoSpec(_Strict):
 
 class ResourcesSpec(_Strict):
     # None: one model actor per GPU of the cluster, shared among the routes by their pending items
-    # (on CPU clusters one per pool, or as many as actor_resources allow); see plan.actor_layout.
+    # (on CPU clusters one per pool, or as many as actor_resources allow); see raysr/job/actors.py.
     actors_per_model: int | None = Field(default=None, ge=1)
     # How far a GPU pool may grow while the job runs, as GPUs join an autoscaling cluster (Ray
     # Data adds an actor when its pool is busy and a GPU is free); it caps the automatic start

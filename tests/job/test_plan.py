@@ -17,50 +17,6 @@ def test_a_stage_reading_a_column_nobody_wrote_is_refused_before_any_work():
         check_chain([UpscaleStage, WriteStage("png", 95)], ("input_uri", "input_version"))
 
 
-def test_model_actors_get_one_cpu_beside_a_gpu_and_the_cores_without_one():
-    import os
-
-    from raysr.job.plan import cpus_per_actor
-    from raysr.job.spec import parse_spec
-
-    spec = parse_spec({"name": "j", "inputs": ["in"], "output": {"path": "out"}})
-    assert cpus_per_actor(spec, num_gpus=1) == 1
-    assert 1 <= cpus_per_actor(spec, num_gpus=0) <= (os.cpu_count() or 1)
-    pinned = parse_spec({"name": "j", "inputs": ["in"], "output": {"path": "out"}, "resources": {"cpus_per_actor": 3}})
-    assert cpus_per_actor(pinned, num_gpus=0) == 3 and cpus_per_actor(pinned, num_gpus=1) == 3
-
-
-def _spec(**resources):
-    from raysr.job.spec import parse_spec
-
-    return parse_spec({"name": "j", "inputs": ["in"], "output": {"path": "out"}, "resources": resources})
-
-
-def test_actor_cpus_leave_room_for_reading_and_writing():
-    from raysr.job.plan import fit_actor_cpus
-
-    # Enough CPUs: the share asked for stands.
-    assert fit_actor_cpus(_spec(cpus_per_actor=2), num_gpus=0, actors=1, cluster_cpus=4) == 2
-    assert fit_actor_cpus(_spec(), num_gpus=1, actors=2, cluster_cpus=3) == 1
-    # A default share that would hold every CPU of a one-node cluster shrinks (the job hung before).
-    from raysr.job.plan import cpus_per_actor
-
-    node_cores = cpus_per_actor(_spec(), num_gpus=0)  # the default: a node's cores
-    if node_cores >= 2:
-        assert fit_actor_cpus(_spec(), num_gpus=0, actors=1, cluster_cpus=node_cores) == node_cores - 1
-    assert fit_actor_cpus(_spec(cpus_per_actor=3), num_gpus=0, actors=2, cluster_cpus=8) == 3
-
-
-def test_a_configured_share_that_leaves_no_cpu_for_reading_is_refused():
-    from raysr.job.plan import PlanError, fit_actor_cpus
-
-    with pytest.raises(PlanError, match=r"ask for 4 CPUs \(2 actor\(s\) × 2 CPUs\) of the "
-                                        r"cluster's 4.*lower resources.cpus_per_actor"):
-        fit_actor_cpus(_spec(cpus_per_actor=2), num_gpus=0, actors=2, cluster_cpus=4)
-    with pytest.raises(PlanError):  # beside GPUs too: each actor still holds a CPU
-        fit_actor_cpus(_spec(actors_per_model=3), num_gpus=1, actors=3, cluster_cpus=3)
-
-
 @pytest.mark.parametrize("items, slots, rows", [
     (20_000, 8, 500),  # a laptop's resume: 40 blocks, not 2000 ten-row tasks
     (1_000, 8, 32),  # four rounds of blocks per slot
@@ -97,84 +53,10 @@ def test_process_blocks_grow_past_64_per_actor(items, actors, batch, rows):
     assert process_rows_per_block(items, actors, batch) == rows
 
 
-def _routes_spec(**extra):
+def _spec(**resources):
     from raysr.job.spec import parse_spec
 
-    return parse_spec({"name": "j", "inputs": ["in"], "output": {"path": "out"},
-                       "routes": {"anime": {"model": "realesr-animevideov3"}}, **extra})
-
-
-@pytest.mark.parametrize("resources, items, expected", [
-    ({"GPU": 8, "CPU": 64}, {"photo": 1000, "anime": 10}, {"photo": 7, "anime": 1}),  # every GPU, by work
-    ({"GPU": 8, "CPU": 64}, {"photo": 3, "anime": 0}, {"photo": 3}),  # never more actors than items
-    ({"GPU": 1, "CPU": 8}, {"photo": 5, "anime": 5}, {"photo": 1, "anime": 1}),  # fewer GPUs than pools: one each
-    ({"GPU": 8, "CPU": 4.5}, {"photo": 100}, {"photo": 4}),  # each GPU actor holds a CPU; reads keep 0.5
-    ({"CPU": 64}, {"photo": 100, "anime": 100}, {"photo": 1, "anime": 1}),  # CPU actors take a node each
-])
-def test_by_default_every_gpu_gets_a_model_actor(resources, items, expected):
-    from raysr.job.plan import actor_layout
-
-    layout = actor_layout(_routes_spec(), items, resources)
-    assert layout.actors == expected
-    assert layout.total == sum(expected.values())
-    assert layout.gpus_per_actor == (1.0 if "GPU" in resources else 0.0)
-
-
-def test_actor_layout_follows_the_spec_where_it_says():
-    from raysr.job.plan import actor_layout
-
-    ensemble = _routes_spec(routes={"photo": {"model": "RealESRGAN_x4plus",
-                                              "ensemble": [{"model": "realesr-general-x4v3", "weight": 0.3}]}})
-    layout = actor_layout(ensemble, {"photo": 100}, {"GPU": 5, "CPU": 64})
-    assert layout.actors == {"photo": 2} and layout.total == 4  # two pools (model + member): 2 × 2 of 5 GPUs
-    fixed = actor_layout(_routes_spec(resources={"actors_per_model": 3}), {"photo": 100, "anime": 1}, {"GPU": 8, "CPU": 64})
-    assert fixed.actors == {"photo": 3, "anime": 3} and fixed.total == 6
-    halves = actor_layout(_routes_spec(resources={"gpus_per_actor": 0.5}), {"photo": 100}, {"GPU": 2, "CPU": 64})
-    assert halves.actors == {"photo": 4} and halves.gpus_per_actor == 0.5
-    pinned = actor_layout(_routes_spec(resources={"actor_resources": {"sr_node": 1}}), {"photo": 100},
-                          {"CPU": 64, "sr_node": 3})
-    assert pinned.actors == {"photo": 3} and pinned.gpus_per_actor == 0.0  # CPU actors: as many as the nodes allow
-
-
-def test_gpu_pools_may_grow_as_gpus_join_and_cpu_or_counted_pools_stay():
-    from raysr.job.plan import actor_layout
-
-    auto = actor_layout(_routes_spec(), {"photo": 1000, "anime": 10}, {"GPU": 8, "CPU": 64})
-    assert auto.actors == {"photo": 7, "anime": 1}
-    assert auto.max_actors == {"photo": 1000, "anime": 10}  # no route more actors than items
-    assert auto.describe() == "photo 7 per pool (up to 1000 as the cluster grows), anime 1 per pool (up to 10 as the cluster grows)"
-    capped = actor_layout(_routes_spec(resources={"max_actors_per_model": 16}), {"photo": 1000, "anime": 10},
-                          {"GPU": 8, "CPU": 64})
-    assert capped.max_actors == {"photo": 16, "anime": 10}
-    shared = actor_layout(_routes_spec(resources={"max_actors_per_model": 4}), {"photo": 1000}, {"GPU": 8, "CPU": 64})
-    assert shared.actors == shared.max_actors == {"photo": 4} and shared.total == 4  # the cap holds from the start
-    counted = actor_layout(_routes_spec(resources={"actors_per_model": 3}), {"photo": 100}, {"GPU": 8, "CPU": 64})
-    assert counted.max_actors == {"photo": 3} and counted.describe() == "photo 3 per pool"
-    counted_up = actor_layout(_routes_spec(resources={"actors_per_model": 3, "max_actors_per_model": 6}),
-                              {"photo": 100}, {"GPU": 8, "CPU": 64})
-    assert counted_up.actors == {"photo": 3} and counted_up.max_actors == {"photo": 6}
-    cpu = actor_layout(_routes_spec(), {"photo": 100}, {"CPU": 64})
-    assert cpu.max_actors == cpu.actors == {"photo": 1}
-    # No GPU yet on an autoscaling cluster, GPUs asked for: one actor (Ray's autoscaler adds the
-    # node it waits for), then the pool follows the GPUs that join.
-    waiting = actor_layout(_routes_spec(resources={"gpus_per_actor": 1}), {"photo": 100}, {"CPU": 4})
-    assert waiting.actors == {"photo": 1} and waiting.max_actors == {"photo": 100}
-
-
-def test_a_ceiling_below_the_start_count_is_refused():
-    from raysr.job.spec import SpecError
-
-    with pytest.raises(SpecError, match=r"max_actors_per_model \(2\) is below actors_per_model \(4\)"):
-        _spec(actors_per_model=4, max_actors_per_model=2)
-
-
-def test_the_session_cluster_gets_one_actor_per_declared_gpu(ray_cluster):
-    import ray
-
-    from raysr.job.plan import actor_layout
-
-    layout = actor_layout(_routes_spec(), {"photo": 10}, ray.cluster_resources())
-    assert layout.actors == {"photo": 2} and layout.gpus_per_actor == 1.0
+    return parse_spec({"name": "j", "inputs": ["in"], "output": {"path": "out"}, "resources": resources})
 
 
 def test_nothing_pending_starts_no_actor(caplog):

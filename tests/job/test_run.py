@@ -129,10 +129,10 @@ def test_a_gpu_pool_grows_onto_a_gpu_that_joined_after_the_plan(ray_cluster, tmp
     one actor and Ray Data adds a second once that one is busy and a GPU is free."""
     import logging
 
-    from raysr.job import plan
+    from raysr.job import actors
 
-    planned = plan.actor_layout
-    monkeypatch.setattr(plan, "actor_layout", lambda spec, items, resources: planned(
+    planned = actors.actor_layout
+    monkeypatch.setattr(actors, "actor_layout", lambda spec, items, resources: planned(
         spec, items, {**resources, "GPU": resources["GPU"] - 1}))
     root = tmp_path / "in"
     for index in range(32):
