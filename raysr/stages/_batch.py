@@ -141,43 +141,49 @@ def map_rows(batch, process: Callable[[Row], Row]) -> pa.Table:
     return batch_of([process(row) for row in rows_of(batch)])
 
 
-_kept_decode: tuple[str, bytes, DecodedImage] | None = None  # (uri, bytes, decoded): decode_input(keep=True)
+# The post stages (colour, metrics, write) run fused in one task, one row at a time, and each
+# needs the decoded input and its bicubic upscale: the last of each is kept, read-only, and
+# reused while its key (uri, input bytes[, size]) is the same: one build per item, not one per stage.
+_kept: dict[str, tuple[tuple, object]] = {}
+
+
+def _last_or_build(kind: str, key: tuple, build: Callable[[], object]) -> object:
+    kept = _kept.get(kind)
+    if kept is not None and kept[0] == key:
+        return kept[1]
+    value = build()
+    _kept[kind] = (key, value)
+    return value
 
 
 def decode_input(row: Row, keep: bool = False) -> DecodedImage:
     """Decode an item's input bytes again; the probe already enforced size limits, so none apply here.
 
-    ``keep=True`` is for the post stages (colour, metrics, write): Ray Data fuses them into one
-    task that takes one row at a time, and each needs the decoded input, so the last one is kept
-    (read-only) and reused while the uri and bytes are the same: one decode per item, not three.
+    ``keep=True`` is for the post stages: the last decode is kept (read-only, shared between
+    stages) and reused while the uri and bytes are the same: one decode per item, not three.
     """
-    global _kept_decode
     uri, data = row["input_uri"], row["data"]
-    if keep and _kept_decode is not None and _kept_decode[0] == uri and _kept_decode[1] == data:
-        return _kept_decode[2]
-    decoded = decode_image(data, uri, max_pixels=1 << 62, min_side=1)
-    if keep:
+    if not keep:
+        return decode_image(data, uri, max_pixels=1 << 62, min_side=1)
+
+    def shared_decode() -> DecodedImage:
+        decoded = decode_image(data, uri, max_pixels=1 << 62, min_side=1)
         decoded.pixels.flags.writeable = False  # shared between stages: nobody may change it
-        _kept_decode = (uri, data, decoded)
-    return decoded
+        return decoded
 
-
-_kept_reference: tuple[str, bytes, tuple[int, int], np.ndarray] | None = None  # bicubic_reference's last
+    return _last_or_build("decode", (uri, data), shared_decode)
 
 
 def bicubic_reference(row: Row, size_hw: tuple[int, int]) -> np.ndarray:
     """The item's input upscaled with bicubic to ``size_hw`` (read-only, the input's dtype and channels).
 
     The colour stage corrects against it and the metrics stage measures colour shift against it;
-    like :func:`decode_input` with ``keep=True`` the last one is kept while the uri, bytes and size
-    match, so the fused post task builds it once per item, not twice (~5–9 ms of a 2048² output).
+    kept like :func:`decode_input` with ``keep=True``, so the fused post task builds it once per
+    item, not twice (~5–9 ms of a 2048² output).
     """
-    global _kept_reference
-    uri, data = row["input_uri"], row["data"]
-    kept = _kept_reference
-    if kept is not None and kept[0] == uri and kept[1] == data and kept[2] == tuple(size_hw):
-        return kept[3]
-    reference = resize(decode_input(row, keep=True).pixels, size_hw, "bicubic")
-    reference.flags.writeable = False
-    _kept_reference = (uri, data, tuple(size_hw), reference)
-    return reference
+    def build() -> np.ndarray:
+        reference = resize(decode_input(row, keep=True).pixels, size_hw, "bicubic")
+        reference.flags.writeable = False
+        return reference
+
+    return _last_or_build("bicubic", (row["input_uri"], row["data"], tuple(size_hw)), build)

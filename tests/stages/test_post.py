@@ -87,8 +87,7 @@ def test_the_fused_post_stages_decode_each_input_once(row, monkeypatch):
 
     monkeypatch.setattr(batch_module, "decode_image", counted)
     monkeypatch.setattr(batch_module, "resize", counted_resize)
-    monkeypatch.setattr(batch_module, "_kept_decode", None)  # an earlier test may have kept this very input
-    monkeypatch.setattr(batch_module, "_kept_reference", None)
+    monkeypatch.setattr(batch_module, "_kept", {})  # an earlier test may have kept this very input
     stages = [ColorStage({"photo": None}), MetricsStage(), WriteStage("png", 95)]
     for uri in ("/in/a.png", "/in/b.png"):
         item = dict(row, input_uri=uri, output_uri=row["output_uri"].replace("a.png", uri[-5:]))
