@@ -22,6 +22,7 @@ from raysr.engine import EngineOptions
 from raysr.manifest import STAGE_COLUMNS, item_rows, read_manifest
 
 LOCAL_ACTOR_SLOT = "raysr_bench_actor"  # custom resource of a local bench cluster's worker nodes
+_AFTER_READ = STAGE_COLUMNS[STAGE_COLUMNS.index("upscale_s"):]  # the stages from the model on
 
 
 def run_timeline(manifest_uri: str, run_id: str, job_started: datetime) -> dict:
@@ -51,9 +52,6 @@ def run_timeline(manifest_uri: str, run_id: str, job_started: datetime) -> dict:
             "steady_images_per_s": len(rows) / window_s if window_s > 0 else None,
             "actors": len(per_actor), "nodes": len({row["node_id"] for row in rows}),
             "images_per_actor": sorted(per_actor.values(), reverse=True)}
-
-
-_AFTER_READ = STAGE_COLUMNS[STAGE_COLUMNS.index("upscale_s"):]  # the stages from the model on
 
 
 def drive_run(spec_path: str, cluster: dict | None = None) -> None:

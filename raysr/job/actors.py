@@ -36,8 +36,8 @@ def cpus_per_actor(spec: JobSpec, num_gpus: float) -> float:
 
 
 def actor_pool_count(spec: JobSpec, routes: list[str]) -> int:
-    """Actor pools :func:`process` starts for ``routes``: per route, its model, ensemble members
-    and face restorer (:meth:`JobSpec.chain_models`), one pool each."""
+    """Actor pools :func:`raysr.job.plan.process` starts for ``routes``: per route, its model,
+    ensemble members and face restorer (:meth:`JobSpec.chain_models`), one pool each."""
     return sum(1 + len(spec.chain_models(route)) for route in routes)
 
 
@@ -133,9 +133,9 @@ def actor_layout(spec: JobSpec, route_items: dict[str, int], resources: dict[str
 
 
 def plan_actors(spec: JobSpec, route_items: dict[str, int]) -> tuple[ActorLayout, float]:
-    """What :func:`process` starts for ``route_items`` on this cluster: the layout and the CPUs
-    each actor gets (:func:`fit_actor_cpus`, which refuses actors that leave no CPU for reading).
-    ``raysr run --dry-run`` shows it before any actor starts."""
+    """What :func:`raysr.job.plan.process` starts for ``route_items`` on this cluster: the layout
+    and the CPUs each actor gets (:func:`fit_actor_cpus`, which refuses actors that leave no CPU
+    for reading). ``raysr run --dry-run`` shows it before any actor starts."""
     cluster = ray.cluster_resources()
     layout = actor_layout(spec, route_items, cluster)
     return layout, fit_actor_cpus(spec, layout.gpus_per_actor, layout.total, float(cluster.get("CPU", 0)))
