@@ -7,6 +7,11 @@ whose ``kind`` the manifest records and whose message names the file and says
 what to do; no input, however damaged, raises anything else (but MemoryError).
 Floating-point pixels (mode ``F``, float TIFFs) are refused as ``unsupported``:
 their range (0–1? 0–65535? HDR?) is undefined, so any integer mapping would guess.
+
+HEIC/HEIF (phones' photos) decode through pillow-heif's Pillow plugin, AVIF through
+Pillow's own; both come out upright like every other format (libheif applies a HEIF's
+rotation and mirroring and pillow-heif resets its EXIF orientation, Pillow turns an
+AVIF's into the EXIF orientation applied below).
 """
 
 from __future__ import annotations
@@ -17,7 +22,12 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError, features
+
+try:
+    from pillow_heif import register_heif_opener
+except ImportError:  # a dependency, but a cluster node's own image may lack it: HEIC inputs then say so
+    register_heif_opener = None
 
 MIN_SIDE_PX = 16
 MAX_PIXELS = 40_000 * 40_000 // 4  # 400 MP: beyond this a header is treated as a decompression bomb
@@ -38,11 +48,16 @@ TIFF_LAYOUT_TAGS = frozenset({
 # Pillow's own bomb check would refuse 179–400 MP images before we can read their size;
 # decode_image applies ``max_pixels`` itself, before any pixel is decoded.
 Image.MAX_IMAGE_PIXELS = None
+if register_heif_opener is not None:
+    register_heif_opener()  # Pillow opens HEIC/HEIF from here on, in every process that decodes
 
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
     (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"),
 )
+# ISO base media files (bytes 4–12: ``ftyp`` + major brand) holding still images.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
+_AVIF_BRANDS = (b"avif", b"avis")
 _NOT_IMAGE_HINTS = (
     ((b"<!doctype html", b"<html", b"<head"), "it is an HTML page, e.g. a saved error page; download it again"),
     ((b"<svg", b"<?xml"), "it is XML/SVG (vector), not a raster image; rasterise it first"),
@@ -122,8 +137,17 @@ def _not_an_image(data: bytes, name: str) -> DecodeError:
     kind = next((fmt for magic, fmt in _SIGNATURES if data.startswith(magic)), None)
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         kind = "WebP"
-    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftyphevc", b"ftypmif1", b"ftypmsf1"):
-        return DecodeError("unsupported", f"{name}: HEIC/HEIF is not supported; convert it to JPEG or PNG")
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS + _AVIF_BRANDS:
+        kind = "HEIF" if data[8:12] in _HEIF_BRANDS else "AVIF"
+        if kind == "AVIF" and not features.check("avif"):
+            return DecodeError("unsupported", f"{name}: this Pillow cannot read AVIF; "
+                               "install Pillow 11.3 or later (`pip install -U pillow`) where raysr runs")
+        if kind == "HEIF" and register_heif_opener is None:
+            return DecodeError("unsupported", f"{name}: reading HEIC/HEIF needs pillow-heif, which is not "
+                               "installed where raysr runs; `pip install pillow-heif` (a raysr dependency)")
+        # OpenCV reads neither reliably (and logs its own errors): the header is what failed.
+        return DecodeError("truncated", f"{name}: starts like a {kind} but its header is damaged or cut off; "
+                           "re-copy it from the source")
     if kind:
         pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if pixels is not None:  # intact, but a layout Pillow does not read (e.g. float RGB TIFF)
@@ -276,6 +300,8 @@ def _read_metadata(image: Image.Image, loaded: bool) -> tuple[ImageMetadata, int
         frames = "?"
     if frames != 1:
         metadata.notes.append(f"first of {frames} frames")
+    if image.format == "HEIF" and info.get("bit_depth", 8) > 8:
+        metadata.notes.append(f"{info['bit_depth']}-bit HEIF→8-bit")  # pillow-heif's default narrowing
     return metadata, orientation
 
 

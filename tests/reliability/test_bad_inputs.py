@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
+from pillow_heif import register_heif_opener
 
 import raysr.job.run as run_module
 from clips import _write_audio, write_clip
@@ -28,6 +29,7 @@ from raysr.job.spec import parse_spec
 from raysr.manifest import item_rows, latest_rows, read_manifest
 
 SCALE = 4  # bicubic's default factor
+register_heif_opener()  # to write the corpus's HEIC files (raysr's decoder registers it for itself)
 
 
 @dataclass
@@ -137,8 +139,8 @@ def build_corpus(root: Path, outside: Path) -> list[Kind]:
     add("HTML error page saved as .jpg", "error_page.jpg",
         b"<!DOCTYPE html><html><head><title>403 Forbidden</title></head><body>Access denied</body></html>",
         "error", "not_an_image")
-    add("HEIC bytes named .jpg", "phone.jpg", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64,
-        "error", "unsupported")
+    add("HEIC header with no image after it", "cut.heic",
+        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "error", "truncated")
     add("1x1 image", "one_px.png", _png_bytes(_gradient(1, 1)), "error", "too_small")
     add("15x15 image", "fifteen_px.png", _png_bytes(_gradient(15, 15)), "error", "too_small")
     add("PNG header claiming 60000x60000", "bomb.png", _png_claiming(60000, 60000), "error", "too_large")
@@ -172,6 +174,12 @@ def build_corpus(root: Path, outside: Path) -> list[Kind]:
     exif[0x0112] = 6
     add("EXIF-rotated JPEG (orientation 6)", "rotated.jpg",
         _pil_bytes(Image.fromarray(stored), "JPEG", quality=95, exif=exif.tobytes()), "ok", check=_check_exif_upright)
+    add("EXIF-rotated HEIC (a phone's photo)", "phone.heic",
+        _pil_bytes(Image.fromarray(stored), "HEIF", quality=95, exif=exif.tobytes()), "ok", check=_check_exif_upright)
+    add("HEIC named .jpg", "phone_renamed.jpg", _pil_bytes(Image.fromarray(_gradient(24, 32)), "HEIF", quality=90),
+        "ok", check=_check_shape(24, 32, 3))
+    add("EXIF-rotated AVIF", "rotated_avif.avif",
+        _pil_bytes(Image.fromarray(stored), "AVIF", quality=95, exif=exif.tobytes()), "ok", check=_check_exif_upright)
     add("progressive JPEG", "progressive.jpg",
         _pil_bytes(Image.fromarray(_gradient(24, 40)), "JPEG", progressive=True, quality=90), "ok",
         check=_check_shape(24, 40, 3))

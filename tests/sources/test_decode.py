@@ -136,7 +136,8 @@ def test_damaged_files_never_raise_anything_but_decode_error(rgb):
     """Cut and corrupt files of every format at many places: a DecodeError or pixels, nothing else."""
     rng = np.random.default_rng(1)
     small = rgb[:24, :24]
-    files = [save(small, fmt) for fmt in ("PNG", "JPEG", "GIF", "TIFF", "WEBP", "BMP")]
+    _heif_opener()
+    files = [save(small, fmt) for fmt in ("PNG", "JPEG", "GIF", "TIFF", "WEBP", "BMP", "HEIF", "AVIF")]
     files.append(save(small, "JPEG", exif=exif_with(orientation=6), icc_profile=SRGB))
     for data in files:
         variants = [data[:cut] for cut in rng.integers(1, len(data), 12)]
@@ -386,3 +387,73 @@ def test_every_orientation_of_16bit_tiff_and_png(orientation):
     for data in (buffer.getvalue(), png):
         pixels = decode_image(data, NAME).pixels
         np.testing.assert_array_equal(pixels >> 8, expected)
+
+
+# --- HEIC/HEIF and AVIF ---------------------------------------------------------------------
+
+
+def _heif_opener():
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()  # this test writes HEIF; raysr.sources.decode registers it for reading
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_formats_decode_upright_with_their_metadata(rgb, fmt):
+    """A HEIC stores its rotation as HEIF transforms, an AVIF as transforms Pillow turns into
+    EXIF; either way the pixels come out upright once, with EXIF (orientation reset) kept."""
+    _heif_opener()
+    data = save(rgb, fmt, quality=95, exif=exif_with(orientation=6), icc_profile=SRGB)
+    decoded = decode_image(data, "phone/IMG_0001." + fmt.lower())
+    upright = np.rot90(rgb, -1)  # orientation 6: turn 90° clockwise to display
+    assert decoded.pixels.shape == upright.shape and decoded.pixels.dtype == np.uint8
+    assert np.abs(decoded.pixels.astype(int) - upright).mean() < 4, "lossy, but the same picture the same way up"
+    assert decoded.metadata.format == fmt
+    assert decoded.metadata.icc_profile == SRGB
+    exif = Image.Exif()
+    exif.load(decoded.metadata.exif)
+    assert exif[0x0112] == 1 and exif[0x010F] == "ScanCo"
+
+
+def test_heic_named_jpg_is_read_by_its_content(rgb):
+    _heif_opener()
+    decoded = decode_image(save(rgb, "HEIF", quality=90), "renamed.jpg")
+    assert decoded.metadata.format == "HEIF" and decoded.pixels.shape == rgb.shape
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_cut_heif_and_avif_are_truncated_not_unknown(rgb, fmt):
+    _heif_opener()
+    data = save(rgb, fmt, quality=90)
+    for cut in (40, len(data) // 2, len(data) - 10):
+        error = refused(data[:cut])
+        assert error.kind == "truncated" and "re-copy" in str(error), (cut, error)
+
+
+def test_10bit_heif_is_read_as_8bit_and_says_so():
+    import pillow_heif
+
+    ramp = (np.arange(64 * 48 * 3, dtype=np.uint32).reshape(64, 48, 3) * 7 % 65536).astype(np.uint16)
+    buffer = io.BytesIO()
+    pillow_heif.from_bytes(mode="RGB;16", size=(48, 64), data=ramp.tobytes()).save(buffer, quality=-1, format="HEIF")
+    decoded = decode_image(buffer.getvalue(), "hdr.heic")
+    assert decoded.pixels.dtype == np.uint8 and decoded.pixels.shape == (64, 48, 3)
+    assert "10-bit HEIF→8-bit" in decoded.metadata.notes
+
+
+def test_heif_xmp_is_kept():
+    _heif_opener()
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>'
+    assert decode_image(save(np.zeros((32, 32, 3), np.uint8), "HEIF", xmp=xmp), "x.heic").metadata.xmp == xmp
+
+
+def test_heic_without_pillow_heif_says_what_to_install(rgb, monkeypatch):
+    """A node whose image lacks pillow-heif: the row says what to install, not "not an image"."""
+    import raysr.sources.decode as decode
+
+    _heif_opener()
+    data = save(rgb, "HEIF", quality=90)
+    monkeypatch.setattr(decode, "register_heif_opener", None)
+    monkeypatch.setattr(Image, "ID", [plugin for plugin in Image.ID if plugin != "HEIF"])  # as if never registered
+    error = refused(data)
+    assert error.kind == "unsupported" and "pip install pillow-heif" in str(error)
