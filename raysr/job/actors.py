@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from dataclasses import dataclass
 
 import ray
@@ -19,7 +20,8 @@ _LOG = logging.getLogger(__name__)
 
 class PlanError(ValueError):
     """The job cannot be planned: stages that do not fit together (:func:`raysr.job.plan.check_chain`),
-    or model actors that would leave no CPU for reading (:func:`fit_actor_cpus`)."""
+    model actors that would leave no CPU for reading (:func:`fit_actor_cpus`), or that no node
+    could hold (:func:`wait_for_actor_node`)."""
 
 
 def cpus_per_actor(spec: JobSpec, num_gpus: float) -> float:
@@ -30,7 +32,7 @@ def cpus_per_actor(spec: JobSpec, num_gpus: float) -> float:
         return spec.resources.cpus_per_actor
     if num_gpus > 0:
         return 1.0
-    node_cpus = [node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")] if ray.is_initialized() else []
+    node_cpus = [node.get("CPU", 0) for node in alive_nodes()] if ray.is_initialized() else []
     smallest = min((cpus for cpus in node_cpus if cpus > 0), default=os.cpu_count() or 1)
     return float(max(1, min(os.cpu_count() or 1, int(smallest))))
 
@@ -158,3 +160,65 @@ def _share_slots(slots: int, pools: dict[str, int], items: dict[str, int]) -> di
         route = max(candidates, key=lambda name: items[name] / actors[name])
         actors[route] += 1
         free -= pools[route]
+
+
+def actor_bundle(spec: JobSpec, layout: ActorLayout, cpus: float) -> dict[str, float]:
+    """What one model actor asks Ray for: its CPUs, its GPUs and the job's ``actor_resources``."""
+    bundle = {"CPU": cpus, **({"GPU": layout.gpus_per_actor} if layout.gpus_per_actor > 0 else {})}
+    return {**bundle, **spec.resources.actor_resources}
+
+
+def alive_nodes() -> list[dict[str, float]]:
+    """Each alive node's total resources (what it could hold empty, not what is free now)."""
+    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+
+
+def _shape(resources: dict[str, float], names: list[str]) -> str:
+    return ", ".join(f"{resources.get(name, 0):g} {name}" for name in names)
+
+
+def unplaceable(bundle: dict[str, float], nodes: list[dict[str, float]]) -> str | None:
+    """Why no node of the cluster could hold one model actor, or ``None`` when one could.
+
+    Counted on the nodes' totals: an actor ``fit_actor_cpus`` lets through on the cluster's sum
+    can still be larger than every node (``cpus_per_actor: 8`` on 4-CPU nodes, 2 GPUs per actor
+    on 1-GPU nodes), and Ray would keep it pending for as long as the job runs.
+    """
+    if any(all(node.get(name, 0) >= amount - 1e-9 for name, amount in bundle.items()) for node in nodes):
+        return None
+    names = list(bundle)
+    shapes = sorted({_shape(node, names) for node in nodes})
+    return (f"no node of the cluster can hold a model actor ({_shape(bundle, names)}): "
+            f"its nodes have {'; '.join(shapes[:4]) or 'nothing'}{' …' if len(shapes) > 4 else ''}")
+
+
+def _occupy_slot() -> None:
+    """A task shaped like a model actor: it runs once a node that could hold one is up."""
+
+
+def wait_for_actor_node(bundle: dict[str, float], wait_s: float) -> None:
+    """Return once some node could hold a model actor; raise :class:`PlanError` after ``wait_s``.
+
+    On an autoscaling cluster the node may come: a task of the actor's shape stands for the
+    actors while it waits (the autoscaler adds nodes for pending demand, and an actor Ray
+    Data has not created yet is none). A fixed cluster never grows, so the job fails with the
+    numbers instead of waiting for ever with no item done.
+    """
+    why = unplaceable(bundle, alive_nodes())
+    if why is None:
+        return
+    _LOG.warning("%s; waiting up to %g s for one to join (resources.wait_for_node_s)", why, wait_s)
+    custom = {name: amount for name, amount in bundle.items() if name not in ("CPU", "GPU")}
+    demand = ray.remote(num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0), resources=custom or None,
+                        max_retries=0)(_occupy_slot).remote()
+    deadline = time.monotonic() + wait_s
+    try:
+        while time.monotonic() < deadline:
+            ready, _ = ray.wait([demand], timeout=min(5.0, max(0.0, deadline - time.monotonic())))
+            if ready or unplaceable(bundle, alive_nodes()) is None:
+                _LOG.info("a node that can hold a model actor has joined")
+                return
+        raise PlanError(f"{why}, and none joined in {wait_s:g} s; lower resources.cpus_per_actor, "
+                        f"gpus_per_actor or actor_resources to fit a node, or add a node that fits")
+    finally:
+        ray.cancel(demand, force=False)

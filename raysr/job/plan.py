@@ -28,7 +28,7 @@ import ray
 import ray.data
 
 from raysr.job import transport
-from raysr.job.actors import PlanError, actors_line, plan_actors
+from raysr.job.actors import PlanError, actor_bundle, actors_line, plan_actors, wait_for_actor_node
 from raysr.job.spec import JobSpec
 from raysr.sources.s3 import WORKER_ENV
 from raysr.stages.color import ColorStage
@@ -242,6 +242,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     ]
     post = [stage for stage in post if stage is not None]
     _LOG.info("model actors: %s", actors_line(layout, num_cpus))
+    wait_for_actor_node(actor_bundle(spec, layout, num_cpus), resources.wait_for_node_s)
     branches, total_blocks = [], 0
     for route, table in pending_by_route.items():
         if table.num_rows == 0:

@@ -207,7 +207,9 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
 
             pending = probed.filter(pc.is_null(probed.column("status")))
             report.estimates = estimate(spec, pending)
-            report.actors = actors.actors_line(*actors.plan_actors(spec, dict(Counter(pending.column("route").to_pylist()))))
+            layout, cpus = actors.plan_actors(spec, dict(Counter(pending.column("route").to_pylist())))
+            why_not = actors.unplaceable(actors.actor_bundle(spec, layout, cpus), actors.alive_nodes())
+            report.actors = actors.actors_line(layout, cpus) + (f"; {why_not} (yet)" if why_not else "")
         report.wall_s = time.perf_counter() - started
         return report
 

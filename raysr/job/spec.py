@@ -165,6 +165,9 @@ class ResourcesSpec(_Strict):
     # Custom Ray resources every model actor asks for, e.g. {sr_node: 1} to keep the models
     # on the nodes started with `ray start --resources='{"sr_node": 4}'` (off the head node).
     actor_resources: dict[str, float] = {}
+    # When no node of the cluster could hold one model actor (its CPUs, GPUs and actor_resources),
+    # how long to wait for an autoscaler to add one before the run fails (raysr/job/actors.py).
+    wait_for_node_s: float = Field(default=1200, ge=0)
 
     @model_validator(mode="after")
     def _max_not_below_start(self) -> "ResourcesSpec":

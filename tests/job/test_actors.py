@@ -124,3 +124,58 @@ def test_the_session_cluster_gets_one_actor_per_declared_gpu(ray_cluster):
 
     layout = actor_layout(_routes_spec(), {"photo": 10}, ray.cluster_resources())
     assert layout.actors == {"photo": 2} and layout.gpus_per_actor == 1.0
+
+
+def test_an_actor_larger_than_every_node_is_named_with_the_nodes_it_would_need():
+    from raysr.job.actors import unplaceable
+
+    nodes = [{"CPU": 4.0, "GPU": 1.0, "memory": 1e9}, {"CPU": 2.0}]
+    assert unplaceable({"CPU": 4.0, "GPU": 1.0}, nodes) is None  # exactly a node's totals fits
+    assert unplaceable({"CPU": 2.0}, nodes) is None
+    why = unplaceable({"CPU": 8.0, "GPU": 1.0}, nodes)
+    assert why == "no node of the cluster can hold a model actor (8 CPU, 1 GPU): its nodes have 2 CPU, 0 GPU; 4 CPU, 1 GPU"
+    assert "(1 CPU, 2 GPU)" in unplaceable({"CPU": 1.0, "GPU": 2.0}, nodes)  # two GPUs per actor on 1-GPU nodes
+    assert "0 sr_node" in unplaceable({"CPU": 1.0, "sr_node": 1.0}, nodes)  # a custom resource nobody declares
+    assert "nothing" in unplaceable({"CPU": 1.0}, [])
+
+
+def test_the_wait_ends_when_a_node_that_fits_joins(ray_cluster):
+    """An autoscaler's node: the actor-shaped demand runs on it, and the wait returns."""
+    import threading
+    import time
+
+    from raysr.job.actors import wait_for_actor_node
+
+    outcome = []
+
+    def wait() -> None:
+        try:
+            wait_for_actor_node({"CPU": 1.0, "late_node": 1.0}, wait_s=120)  # only the node added below fits
+            outcome.append(("returned", time.monotonic()))
+        except Exception as error:  # noqa: BLE001 - reported below
+            outcome.append((error, time.monotonic()))
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    time.sleep(1.0)
+    assert not outcome, "returned before any node joined"
+    joined_at = time.monotonic()
+    node = ray_cluster.add_node(num_cpus=1, resources={"late_node": 1})  # Ray adds nodes from the main thread
+    try:
+        waiter.join(timeout=90)
+        assert outcome and outcome[0][0] == "returned", outcome
+        assert outcome[0][1] - joined_at < 60
+    finally:
+        ray_cluster.remove_node(node)
+
+
+def test_the_wait_gives_up_with_the_numbers_on_a_cluster_that_does_not_grow(ray_cluster):
+    import time
+
+    from raysr.job.actors import PlanError, wait_for_actor_node
+
+    started = time.monotonic()
+    with pytest.raises(PlanError, match=r"model actor \(4 CPU, 1 GPU\): its nodes have 3 CPU, 1 GPU, "
+                                        r"and none joined in 1 s; lower resources.cpus_per_actor"):
+        wait_for_actor_node({"CPU": 4.0, "GPU": 1.0}, wait_s=1)
+    assert time.monotonic() - started < 10

@@ -6,6 +6,7 @@ import pytest
 
 from factories import compact_state
 from raysr.imageops.metrics import psnr
+from raysr.job.actors import PlanError
 from raysr.job.run import run_job
 from raysr.job.spec import parse_spec
 from raysr.manifest import latest_rows, read_manifest
@@ -170,6 +171,18 @@ def test_dry_run_processes_nothing(ray_cluster, tmp_path, mixed_inputs):
     assert not (tmp_path / "out" / "photos").exists()
     # What the run would start, from the session cluster's two GPUs (the pending items' routes).
     assert "per pool" in report.actors and report.actors.endswith("; 1 GPU(s) and 1 CPU(s) each")
+
+
+def test_actors_no_node_can_hold_fail_the_run_instead_of_waiting_for_ever(ray_cluster, tmp_path, mixed_inputs):
+    """4 CPUs per actor pass the cluster's total (6) but fit neither 3-CPU node: Ray would keep
+    the actors pending as long as the job ran, with no item done."""
+    resources = {"cpus_per_actor": 4, "actors_per_model": 1, "wait_for_node_s": 1}
+    spec = _spec(mixed_inputs, tmp_path / "out", "bicubic", resources=resources)
+    dry = run_job(spec, dry_run=True, progress=False)
+    assert dry.actors.endswith("; no node of the cluster can hold a model actor (4 CPU, 1 GPU): "
+                               "its nodes have 3 CPU, 1 GPU (yet)")
+    with pytest.raises(PlanError, match=r"\(4 CPU, 1 GPU\): its nodes have 3 CPU, 1 GPU, and none joined in 1 s"):
+        run_job(spec, progress=False)
 
 
 def test_a_row_removed_behind_raysrs_back_is_redone(ray_cluster, tmp_path, photo):
