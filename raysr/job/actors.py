@@ -197,7 +197,8 @@ def _occupy_slot() -> None:
 
 
 def wait_for_actor_node(bundle: dict[str, float], wait_s: float) -> None:
-    """Return once some node could hold a model actor; raise :class:`PlanError` after ``wait_s``.
+    """Return once some node could hold a model actor; raise :class:`PlanError` after ``wait_s``
+    (at once when it is 0: a Ray that raysr started on this machine never grows).
 
     On an autoscaling cluster the node may come: a task of the actor's shape stands for the
     actors while it waits (the autoscaler adds nodes for pending demand, and an actor Ray
@@ -207,6 +208,9 @@ def wait_for_actor_node(bundle: dict[str, float], wait_s: float) -> None:
     why = unplaceable(bundle, alive_nodes())
     if why is None:
         return
+    fix = "lower resources.cpus_per_actor, gpus_per_actor or actor_resources to fit a node"
+    if wait_s <= 0:
+        raise PlanError(f"{why}; {fix}")
     _LOG.warning("%s; waiting up to %g s for one to join (resources.wait_for_node_s)", why, wait_s)
     custom = {name: amount for name, amount in bundle.items() if name not in ("CPU", "GPU")}
     demand = ray.remote(num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0), resources=custom or None,
@@ -218,7 +222,6 @@ def wait_for_actor_node(bundle: dict[str, float], wait_s: float) -> None:
             if ready or unplaceable(bundle, alive_nodes()) is None:
                 _LOG.info("a node that can hold a model actor has joined")
                 return
-        raise PlanError(f"{why}, and none joined in {wait_s:g} s; lower resources.cpus_per_actor, "
-                        f"gpus_per_actor or actor_resources to fit a node, or add a node that fits")
+        raise PlanError(f"{why}, and none joined in {wait_s:g} s; {fix}, or add a node that fits")
     finally:
         ray.cancel(demand, force=False)

@@ -242,7 +242,8 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     ]
     post = [stage for stage in post if stage is not None]
     _LOG.info("model actors: %s", actors_line(layout, num_cpus))
-    wait_for_actor_node(actor_bundle(spec, layout, num_cpus), resources.wait_for_node_s)
+    # The Ray raysr started on this machine has no autoscaler: nothing would join it.
+    wait_for_actor_node(actor_bundle(spec, layout, num_cpus), 0 if _embedded_cores else resources.wait_for_node_s)
     branches, total_blocks = [], 0
     for route, table in pending_by_route.items():
         if table.num_rows == 0:

@@ -179,3 +179,10 @@ def test_the_wait_gives_up_with_the_numbers_on_a_cluster_that_does_not_grow(ray_
                                         r"and none joined in 1 s; lower resources.cpus_per_actor"):
         wait_for_actor_node({"CPU": 4.0, "GPU": 1.0}, wait_s=1)
     assert time.monotonic() - started < 10
+
+
+def test_without_a_wait_the_refusal_is_immediate(ray_cluster):
+    from raysr.job.actors import PlanError, wait_for_actor_node
+
+    with pytest.raises(PlanError, match=r"\(1 CPU, 2 GPU\): its nodes have 3 CPU, 1 GPU; lower resources"):
+        wait_for_actor_node({"CPU": 1.0, "GPU": 2.0}, wait_s=0)
