@@ -1,6 +1,6 @@
-"""Model actors: how many each route's pools start with and may grow to, and the CPUs and
-GPUs each asks for. :mod:`raysr.job.plan` hands the answer to Ray Data's actor pools;
-``raysr run --dry-run`` prints it before any actor starts.
+"""Model actors: how many each route's pools start with and may grow to, the CPUs and GPUs
+each asks for, and whether any node can hold one. :mod:`raysr.job.plan` hands the answer to
+Ray Data's actor pools; ``raysr run --dry-run`` prints it before any actor starts.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ class PlanError(ValueError):
     """The job cannot be planned: stages that do not fit together (:func:`raysr.job.plan.check_chain`),
     model actors that would leave no CPU for reading (:func:`fit_actor_cpus`), or that no node
     could hold (:func:`wait_for_actor_node`)."""
+
+
+def alive_nodes() -> list[dict[str, float]]:
+    """Each alive node's total resources (what it could hold empty, not what is free now)."""
+    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
 
 
 def cpus_per_actor(spec: JobSpec, num_gpus: float) -> float:
@@ -164,13 +169,10 @@ def _share_slots(slots: int, pools: dict[str, int], items: dict[str, int]) -> di
 
 def actor_bundle(spec: JobSpec, layout: ActorLayout, cpus: float) -> dict[str, float]:
     """What one model actor asks Ray for: its CPUs, its GPUs and the job's ``actor_resources``."""
-    bundle = {"CPU": cpus, **({"GPU": layout.gpus_per_actor} if layout.gpus_per_actor > 0 else {})}
+    bundle = {"CPU": cpus}
+    if layout.gpus_per_actor > 0:
+        bundle["GPU"] = layout.gpus_per_actor
     return {**bundle, **spec.resources.actor_resources}
-
-
-def alive_nodes() -> list[dict[str, float]]:
-    """Each alive node's total resources (what it could hold empty, not what is free now)."""
-    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
 
 
 def _shape(resources: dict[str, float], names: list[str]) -> str:
