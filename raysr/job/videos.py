@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from raysr.job.spec import JobSpec
 from raysr.stages._batch import Row, fail
 from raysr.storage import is_s3, publish_file, size_of
+from raysr.video.errors import INPUT_FAULTS, VideoError
 from raysr.video.probe import Segment
 from raysr.video.remote import local_path
 from raysr.video.segment import EncodedSegment
@@ -49,7 +50,7 @@ class _Video:
     segments: list[Segment]
     store: SegmentStore
     encoded: dict[int, EncodedSegment] = field(default_factory=dict)
-    errors: dict[int, str] = field(default_factory=dict)
+    errors: dict[int, tuple[str | None, str]] = field(default_factory=dict)  # index -> (error_type, message)
     seconds: dict[str, float] = field(default_factory=dict)
     faces: Counter = field(default_factory=Counter)  # summed face summaries of the segments
 
@@ -95,11 +96,11 @@ class VideoJoins:
         for column in ("read_s", "upscale_s"):
             video.seconds[column] = video.seconds.get(column, 0.0) + (row.get(column) or 0.0)
         if row["status"] == "error":
-            video.errors[index] = f"segment {index}: {row['error_message']}"
+            video.errors[index] = (row.get("error_type"), f"segment {index}: {row['error_message']}")
         else:
             stored = video.store.load(video.segments[index])
             if stored is None:
-                video.errors[index] = f"segment {index}: its encoded file is missing from {video.store.folder}"
+                video.errors[index] = (None, f"segment {index}: its encoded file is missing from {video.store.folder}")
             else:
                 video.encoded[index] = stored
                 video.row.update(precision=row.get("precision"), model_arch=row.get("model_arch"),
@@ -121,10 +122,12 @@ class VideoJoins:
     def _join(self, item_id: str) -> Row:
         video = self.videos[item_id]
         if video.errors:
-            first = min(video.errors)
-            return self._fail(item_id, RuntimeError(
-                f"{len(video.errors)} of {len(video.segments)} segments failed ({video.errors[first]}); "
-                "re-run the job to redo only the failed segments"), stage="upscale")
+            kind, message = video.errors[min(video.errors)]
+            failed = f"{len(video.errors)} of {len(video.segments)} segments failed ({message})"
+            if kind in INPUT_FAULTS:  # the file itself: a re-run would fail the same way
+                return self._fail(item_id, VideoError(kind, failed, video.row.get("input_uri")), stage="upscale")
+            return self._fail(item_id, RuntimeError(f"{failed}; re-run the job to redo only the failed segments"),
+                              stage="upscale")
         row = video.row
         try:
             with tempfile.TemporaryDirectory(prefix="raysr-join-") as work:

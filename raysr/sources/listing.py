@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif")
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi")
+#: Containers raysr reads but does not write: their videos come out as Matroska, which holds
+#: whatever they carry (an old camera's MJPEG AVI with PCM sound included).
+_VIDEO_WRITTEN_AS = {".avi": ".mkv"}
 
 
 def is_video(path: str) -> bool:
@@ -32,8 +35,11 @@ def is_video(path: str) -> bool:
 
 
 def output_extension(relative: str, image_extension: str) -> str:
-    """Images take the output format's extension; videos keep their container's."""
-    return "." + relative.rsplit(".", 1)[-1].lower() if is_video(relative) else image_extension
+    """Images take the output format's extension; videos keep their container's (``.avi``: ``.mkv``)."""
+    if not is_video(relative):
+        return image_extension
+    extension = "." + relative.rsplit(".", 1)[-1].lower()
+    return _VIDEO_WRITTEN_AS.get(extension, extension)
 
 logger = logging.getLogger(__name__)
 

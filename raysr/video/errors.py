@@ -24,10 +24,15 @@ KINDS = (
     "unsupported_codec",    # this FFmpeg build has no decoder for it
     "unsupported_stream",   # an audio track the output container cannot hold
     "bad_upscale_output",   # the upscale callable returned the wrong shape/dtype
+    "bad_timestamps",       # decoded frames out of order: the container lost their timestamps
     "encode_failed",        # the encoder refused the frames or the settings
     "join_failed",          # segments that cannot be concatenated
     "verify_failed",        # output frame count/duration/offsets differ from the input
 )
+
+#: Kinds that are faults of the input file: re-running the same file fails the same way.
+INPUT_FAULTS = frozenset({"corrupt", "truncated", "no_video_stream", "zero_frames", "unsupported_codec",
+                          "bad_timestamps"})
 
 
 class VideoError(ValueError):

@@ -180,7 +180,25 @@ class _SeekMissed(Exception):
 
 
 def _frames(source: object, segment: Segment) -> Iterator[av.VideoFrame]:
-    """Decoded frames with ``start_pts <= pts < end_pts``, in presentation order."""
+    """Decoded frames with ``start_pts <= pts < end_pts``, in presentation order.
+
+    Raises:
+        VideoError: ``bad_timestamps`` when a frame's pts is not after the one before: the
+        container does not say when reordered frames show (H.264 with B-frames in AVI), and
+        the segment's muxer would refuse the frames with a bare "Invalid argument".
+    """
+    previous = None
+    for frame in _frames_as_stored(source, segment):
+        if previous is not None and frame.pts <= previous:
+            raise VideoError("bad_timestamps", f"{source}: frame timestamps go backwards in segment {segment.index} "
+                             f"({previous} then {frame.pts}): the container does not store when reordered frames "
+                             "show (H.264 with B-frames in .avi does not); re-encode or remux it into .mkv or "
+                             ".mp4 with a tool that regenerates timestamps (e.g. FFmpeg) and retry", source)
+        previous = frame.pts
+        yield frame
+
+
+def _frames_as_stored(source: object, segment: Segment) -> Iterator[av.VideoFrame]:
     try:
         yield from _decode_range(source, segment, seek=segment.start_pts > segment.info.first_pts)
     except _SeekMissed:  # rare: formats without an exact index; scan from the beginning instead

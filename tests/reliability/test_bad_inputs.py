@@ -234,6 +234,11 @@ def build_corpus(root: Path, outside: Path) -> list[Kind]:
     # Video.
     write_clip(root / "clip.mp4", frames=6, size=(32, 24), fps=12, gop=6, audio=None)
     add("control: small H.264 clip", "clip.mp4", None, "ok", check=_check_video)
+    write_clip(root / "MVI_0001.avi", frames=6, size=(32, 24), fps=12, gop=1, codec="mjpeg", pix_fmt="yuvj420p",
+               audio="pcm_s16le")
+    add("old camera's MJPEG AVI with PCM sound (→ .mkv)", "MVI_0001.avi", None, "ok", check=_check_video)
+    write_clip(root / "h264.avi", frames=12, size=(32, 24), fps=12, gop=12, audio=None)
+    add("H.264 with B-frames in .avi (no frame times)", "h264.avi", None, "error", "bad_timestamps")
     valid = (root / "clip.mp4").read_bytes()
     add("corrupt video (MP4 header, garbage body)", "corrupt.mp4",
         valid[:32] + np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes(), "error")

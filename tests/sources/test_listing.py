@@ -104,3 +104,12 @@ def test_odd_names(tmp_path):
 def test_tilde_is_expanded(archive, monkeypatch):
     monkeypatch.setenv("HOME", str(archive.parent))
     assert relatives("~/archive/*.jpg") == ["b.jpg"]
+
+
+def test_outputs_take_the_image_format_and_videos_a_container_raysr_writes():
+    from raysr.sources.listing import output_extension
+
+    assert output_extension("scans/a.HEIC", ".png") == ".png"
+    assert output_extension("films/b.MP4", ".png") == ".mp4"
+    assert output_extension("films/c.m4v", ".jpg") == ".m4v"
+    assert output_extension("camera/MVI_0001.AVI", ".png") == ".mkv"  # AVI is read, not written

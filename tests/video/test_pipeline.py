@@ -140,3 +140,26 @@ def test_output_folder_is_created(clip, upscale2x, tmp_path):
     target = tmp_path / "new" / "deeper" / "out.mp4"
     result = upscale_video(clip(), target, upscale2x)
     assert target.is_file() and result.frames == 48
+
+
+def test_an_old_cameras_mjpeg_avi_with_pcm_sound(clip, upscale2x, tmp_path):
+    """MJPEG + PCM in AVI (2000s digital cameras): frames, their times and the sound carry over
+    into Matroska (`raysr` writes AVI inputs as .mkv: raysr/sources/listing.py)."""
+    path = clip("MVI_0001.avi", frames=24, fps=12, gop=1, codec="mjpeg", pix_fmt="yuvj420p", audio="pcm_s16le")
+    result = upscale_video(path, tmp_path / "MVI_0001.mkv", upscale2x, target_seconds=0.5)
+    assert result.check.ok and result.frames == 24
+    shown, stored = _video_pts_seconds(result.output), _video_pts_seconds(path)
+    assert len(shown) == len(stored) == 24
+    assert all(abs(out - into) <= Fraction(1, 1000) for out, into in zip(shown, stored))  # Matroska keeps ms
+    assert _audio_hashes(result.output) == _audio_hashes(path) != []
+
+
+def test_h264_with_b_frames_in_avi_says_its_timestamps_are_lost(clip, upscale2x, tmp_path):
+    """AVI stores no presentation times, so reordered H.264 frames decode out of order; the
+    segment muxer used to refuse them with a bare "Invalid argument" blamed on the encoder."""
+    path = clip("h264.avi", frames=24, fps=12, gop=12, audio=None)
+    with pytest.raises(VideoError) as caught:
+        upscale_video(path, tmp_path / "h264.mkv", upscale2x)
+    assert caught.value.kind == "bad_timestamps"
+    assert str(path) in str(caught.value) and "remux it into .mkv or .mp4" in str(caught.value)
+    assert not (tmp_path / "h264.mkv").exists()
