@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif")
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mts", ".m2ts",  # .mts/.m2ts: AVCHD camcorders
+                    ".avi", ".mpg", ".mpeg", ".vob", ".wmv", ".3gp")
 #: Containers raysr reads but does not write: their videos come out as Matroska, which holds
-#: whatever they carry (an old camera's MJPEG AVI with PCM sound included).
-_VIDEO_WRITTEN_AS = {".avi": ".mkv"}
+#: whatever they carry (an old camera's MJPEG AVI with PCM sound, a DVD's MPEG-2 with AC-3).
+_VIDEO_WRITTEN_AS = dict.fromkeys((".avi", ".mpg", ".mpeg", ".vob", ".wmv", ".3gp"), ".mkv")
 
 
 def is_video(path: str) -> bool:
@@ -35,7 +36,8 @@ def is_video(path: str) -> bool:
 
 
 def output_extension(relative: str, image_extension: str) -> str:
-    """Images take the output format's extension; videos keep their container's (``.avi``: ``.mkv``)."""
+    """Images take the output format's extension; videos keep their container's, or go to
+    ``.mkv`` from one raysr does not write (:data:`_VIDEO_WRITTEN_AS`)."""
     if not is_video(relative):
         return image_extension
     extension = "." + relative.rsplit(".", 1)[-1].lower()

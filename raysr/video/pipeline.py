@@ -167,7 +167,8 @@ def _encode_all(source: object, segments: list[Segment], upscale_fn: UpscaleFn, 
 def _format_for(output: Path) -> str | None:
     """The muxer for ``output``'s extension (the temporary name has none)."""
     suffix = output.suffix.lower().lstrip(".")
-    known = {"mkv": "matroska", "webm": "webm", "mp4": "mp4", "m4v": "mp4", "mov": "mov", "nut": "nut"}
+    known = {"mkv": "matroska", "webm": "webm", "mp4": "mp4", "m4v": "mp4", "mov": "mov", "nut": "nut",
+             "mts": "mpegts", "m2ts": "mpegts"}
     if suffix not in known:
         raise VideoError("join_failed", f"{output}: unknown video extension {output.suffix!r}; use one of "
                          f"{sorted('.' + k for k in known)} (.mkv holds every codec and stream)", output)

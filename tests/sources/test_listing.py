@@ -113,3 +113,5 @@ def test_outputs_take_the_image_format_and_videos_a_container_raysr_writes():
     assert output_extension("films/b.MP4", ".png") == ".mp4"
     assert output_extension("films/c.m4v", ".jpg") == ".m4v"
     assert output_extension("camera/MVI_0001.AVI", ".png") == ".mkv"  # AVI is read, not written
+    assert output_extension("dvd/VTS_01_1.VOB", ".png") == ".mkv"
+    assert output_extension("camcorder/00001.MTS", ".png") == ".mts"  # AVCHD's MPEG-TS is written as it came

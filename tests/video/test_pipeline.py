@@ -163,3 +163,21 @@ def test_h264_with_b_frames_in_avi_says_its_timestamps_are_lost(clip, upscale2x,
     assert caught.value.kind == "bad_timestamps"
     assert str(path) in str(caught.value) and "remux it into .mkv or .mp4" in str(caught.value)
     assert not (tmp_path / "h264.mkv").exists()
+
+
+def test_an_avchd_camcorders_mts_stays_mpeg_ts(clip, upscale2x, tmp_path):
+    """MPEG-TS in, MPEG-TS out: its ADTS-framed AAC is copied bit for bit (Matroska would
+    rewrap it, and the verification would rightly refuse the changed packets)."""
+    path = clip("00001.MTS", frames=24, fps=12, gop=12, audio="aac")
+    result = upscale_video(path, tmp_path / "00001.mts", upscale2x, target_seconds=0.5)
+    assert result.check.ok and result.frames == 24
+    assert _video_pts_seconds(result.output) == _video_pts_seconds(path)
+    assert _audio_hashes(result.output) == _audio_hashes(path) != []
+
+
+@pytest.mark.parametrize("name, codec", [("VTS_01_1.vob", "mpeg2video"), ("clip.mpg", "mpeg2video"),
+                                         ("clip.wmv", "wmv2"), ("phone.3gp", "mpeg4")])
+def test_containers_raysr_reads_but_does_not_write_go_to_mkv(clip, upscale2x, tmp_path, name, codec):
+    path = clip(name, frames=24, fps=12, gop=12, codec=codec, audio=None)
+    result = upscale_video(path, tmp_path / "out.mkv", upscale2x, target_seconds=0.5)
+    assert result.check.ok and result.frames == 24 and result.segments == 2
