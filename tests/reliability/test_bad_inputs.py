@@ -237,6 +237,8 @@ def build_corpus(root: Path, outside: Path) -> list[Kind]:
     write_clip(root / "MVI_0001.avi", frames=6, size=(32, 24), fps=12, gop=1, codec="mjpeg", pix_fmt="yuvj420p",
                audio="pcm_s16le")
     add("old camera's MJPEG AVI with PCM sound (→ .mkv)", "MVI_0001.avi", None, "ok", check=_check_video)
+    write_clip(root / "00001.MTS", frames=6, size=(32, 24), fps=12, gop=6, audio="aac")
+    add("AVCHD camcorder .MTS (MPEG-TS, stays .mts)", "00001.MTS", None, "ok", check=_check_video)
     write_clip(root / "h264.avi", frames=12, size=(32, 24), fps=12, gop=12, audio=None)
     add("H.264 with B-frames in .avi (no frame times)", "h264.avi", None, "error", "bad_timestamps")
     valid = (root / "clip.mp4").read_bytes()
