@@ -172,7 +172,21 @@ def _is_16bit_opencv(data: bytes, image: Image.Image) -> bool:
     if image.format == "TIFF" and image.mode in ("RGB", "RGBA", "RGBX", "LA"):
         bits = image.tag_v2.get(258, (8,))
         return max(bits if isinstance(bits, tuple) else (bits,)) == 16
+    if image.format == "JPEG2000" and image.mode in ("RGB", "RGBA"):
+        return _jpeg2000_bits(data) > 8  # archival masters: Pillow reads 16-bit colour as 8
     return False
+
+
+def _jpeg2000_bits(data: bytes) -> int:
+    """Bits of the first component of a JP2 file (its ``ihdr`` box) or J2K codestream (SIZ); 8 if unknown."""
+    head = data[:4096]
+    box = head.find(b"ihdr")
+    if box >= 0 and len(head) > box + 14 and head[box + 14] != 0xFF:  # 0xFF: depths differ (then Pillow's view)
+        return (head[box + 14] & 0x7F) + 1
+    siz = head.find(b"\xff\x51")
+    if siz >= 0 and len(head) > siz + 40:
+        return (head[siz + 40] & 0x7F) + 1  # Ssiz of component 0, after the marker and Lsiz … Csiz
+    return 8
 
 
 def _decode_opencv_16bit(data: bytes) -> np.ndarray:

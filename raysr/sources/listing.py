@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif",
+                    ".jp2", ".j2k")  # JPEG 2000: libraries' and archives' scan masters
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mts", ".m2ts",  # .mts/.m2ts: AVCHD camcorders
                     ".avi", ".mpg", ".mpeg", ".vob", ".wmv", ".3gp")
 #: Containers raysr reads but does not write: their videos come out as Matroska, which holds

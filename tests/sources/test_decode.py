@@ -137,7 +137,7 @@ def test_damaged_files_never_raise_anything_but_decode_error(rgb):
     rng = np.random.default_rng(1)
     small = rgb[:24, :24]
     _heif_opener()
-    files = [save(small, fmt) for fmt in ("PNG", "JPEG", "GIF", "TIFF", "WEBP", "BMP", "HEIF", "AVIF")]
+    files = [save(small, fmt) for fmt in ("PNG", "JPEG", "GIF", "TIFF", "WEBP", "BMP", "HEIF", "AVIF", "JPEG2000")]
     files.append(save(small, "JPEG", exif=exif_with(orientation=6), icc_profile=SRGB))
     for data in files:
         variants = [data[:cut] for cut in rng.integers(1, len(data), 12)]
@@ -457,3 +457,26 @@ def test_heic_without_pillow_heif_says_what_to_install(rgb, monkeypatch):
     monkeypatch.setattr(Image, "ID", [plugin for plugin in Image.ID if plugin != "HEIF"])  # as if never registered
     error = refused(data)
     assert error.kind == "unsupported" and "pip install pillow-heif" in str(error)
+
+
+# --- JPEG 2000 (archives' scan masters) -----------------------------------------------------
+
+
+def test_16bit_rgb_jpeg2000_stays_16bit():
+    """Pillow reads 16-bit colour JPEG 2000 as 8 bits; a scan master must not lose them."""
+    rgb16 = np.random.default_rng(3).integers(0, 65536, (128, 96, 3), dtype=np.uint16)
+    ok, encoded = cv2.imencode(".jp2", cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG2000_COMPRESSION_X1000, 1000])
+    assert ok
+    decoded = decode_image(encoded.tobytes(), "master.jp2")
+    assert decoded.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(decoded.pixels, rgb16)  # lossless at compression 1000
+
+
+@pytest.mark.parametrize("codestream_only", [False, True])
+def test_8bit_and_16bit_gray_jpeg2000_are_exact(rgb, codestream_only):
+    gray16 = (np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) * 21 % 65536).astype(np.uint16)
+    for pixels in (rgb, gray16):
+        data = save(pixels, "JPEG2000", irreversible=False, no_jp2=codestream_only)
+        decoded = decode_image(data, "scan.j2k" if codestream_only else "scan.jp2")
+        assert decoded.pixels.dtype == pixels.dtype
+        np.testing.assert_array_equal(decoded.pixels, pixels)
