@@ -11,7 +11,7 @@ their range (0–1? 0–65535? HDR?) is undefined, so any integer mapping would 
 HEIC/HEIF (phones' photos) decode through pillow-heif's Pillow plugin, AVIF through
 Pillow's own; both come out upright like every other format (libheif applies a HEIF's
 rotation and mirroring and pillow-heif resets its EXIF orientation, Pillow turns an
-AVIF's into the EXIF orientation applied below).
+AVIF's into the EXIF orientation applied below); a 10- or 12-bit HEIF comes out 16-bit.
 """
 
 from __future__ import annotations
@@ -177,6 +177,17 @@ def _is_16bit_opencv(data: bytes, image: Image.Image) -> bool:
     return False
 
 
+def _decode_heif_16bit(data: bytes) -> np.ndarray:
+    """A 10/12-bit HEIF as uint16 (pillow-heif scales it to the full range); its Pillow plugin
+    would hand over 8 bits."""
+    from pillow_heif import open_heif
+
+    pixels = np.asarray(open_heif(io.BytesIO(data), convert_hdr_to_8bit=False))
+    if pixels.dtype != np.uint16:
+        raise OSError(f"pillow-heif gave {pixels.dtype} pixels for a deep HEIF")
+    return pixels
+
+
 def _jpeg2000_bits(data: bytes) -> int:
     """Bits of the first component of a JP2 file (its ``ihdr`` box) or J2K codestream (SIZ); 8 if unknown."""
     head = data[:4096]
@@ -314,8 +325,6 @@ def _read_metadata(image: Image.Image, loaded: bool) -> tuple[ImageMetadata, int
         frames = "?"
     if frames != 1:
         metadata.notes.append(f"first of {frames} frames")
-    if image.format == "HEIF" and info.get("bit_depth", 8) > 8:
-        metadata.notes.append(f"{info['bit_depth']}-bit HEIF→8-bit")  # pillow-heif's default narrowing
     return metadata, orientation
 
 
@@ -372,6 +381,8 @@ def _decode(data: bytes, name: str, max_pixels: int, min_side: int) -> DecodedIm
         sixteen_bit = _is_16bit_opencv(data, image)
         if sixteen_bit:
             pixels = _decode_opencv_16bit(data)
+        elif image.format == "HEIF" and (image.info.get("bit_depth") or 8) > 8:
+            pixels = _decode_heif_16bit(data)  # upright already, like pillow-heif's 8-bit pixels
         else:
             image.load()
             if image.format in ("JPEG", "MPO") and not _jpeg_complete(data):

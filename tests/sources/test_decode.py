@@ -430,15 +430,29 @@ def test_cut_heif_and_avif_are_truncated_not_unknown(rgb, fmt):
         assert error.kind == "truncated" and "re-copy" in str(error), (cut, error)
 
 
-def test_10bit_heif_is_read_as_8bit_and_says_so():
+def test_10bit_heif_stays_deep():
+    """pillow-heif's Pillow plugin narrows a 10-bit HEIF to 8 bits; raysr keeps it as 16-bit."""
     import pillow_heif
 
     ramp = (np.arange(64 * 48 * 3, dtype=np.uint32).reshape(64, 48, 3) * 7 % 65536).astype(np.uint16)
     buffer = io.BytesIO()
     pillow_heif.from_bytes(mode="RGB;16", size=(48, 64), data=ramp.tobytes()).save(buffer, quality=-1, format="HEIF")
     decoded = decode_image(buffer.getvalue(), "hdr.heic")
-    assert decoded.pixels.dtype == np.uint8 and decoded.pixels.shape == (64, 48, 3)
-    assert "10-bit HEIF→8-bit" in decoded.metadata.notes
+    assert decoded.pixels.dtype == np.uint16 and decoded.pixels.shape == (64, 48, 3)
+    # Lossless at 10 bits: within a 10-bit step of the 16-bit ramp it was made from.
+    assert np.abs(decoded.pixels.astype(int) - ramp).max() <= 64 * 2
+
+
+def test_10bit_heif_is_upright_too():
+    import pillow_heif
+
+    stored = np.zeros((64, 48, 3), np.uint16)
+    stored[:8, :8] = 65535  # a white block top-left; orientation 6 shows it top-right
+    buffer = io.BytesIO()
+    pillow_heif.from_bytes(mode="RGB;16", size=(48, 64), data=stored.tobytes()).save(
+        buffer, quality=-1, format="HEIF", exif=exif_with(orientation=6))
+    pixels = decode_image(buffer.getvalue(), "hdr.heic").pixels
+    assert pixels.shape == (48, 64, 3) and pixels[:8, -8:].min() > 60000 and pixels[:8, :8].max() < 5000
 
 
 def test_heif_xmp_is_kept():
