@@ -24,6 +24,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError, features
 
+from raysr.sources._deep import decode_heif_16bit, decode_opencv_16bit, heif_is_deep, opencv_reads_deeper
+
 try:
     from pillow_heif import register_heif_opener
 except ImportError:  # a dependency, but a cluster node's own image may lack it: HEIC inputs then say so
@@ -162,50 +164,6 @@ def _not_an_image(data: bytes, name: str) -> DecodeError:
         hint = "it is a text file"
     detail = f" ({hint})" if hint else "; check that it is an image and re-export it as PNG, JPEG or TIFF"
     return DecodeError("not_an_image", f"{name}: not a readable image format{detail}")
-
-
-def _is_16bit_opencv(data: bytes, image: Image.Image) -> bool:
-    """16-bit colour or gray+alpha: layouts Pillow would narrow to 8 bits."""
-    if data.startswith(b"\x89PNG") and len(data) > 25:
-        bit_depth, color_type = data[24], data[25]
-        return bit_depth == 16 and color_type in (2, 4, 6)  # RGB, gray+alpha, RGBA
-    if image.format == "TIFF" and image.mode in ("RGB", "RGBA", "RGBX", "LA"):
-        bits = image.tag_v2.get(258, (8,))
-        return max(bits if isinstance(bits, tuple) else (bits,)) == 16
-    if image.format == "JPEG2000" and image.mode in ("RGB", "RGBA"):
-        return _jpeg2000_bits(data) > 8  # archival masters: Pillow reads 16-bit colour as 8
-    return False
-
-
-def _decode_heif_16bit(data: bytes) -> np.ndarray:
-    """A 10/12-bit HEIF as uint16 (pillow-heif scales it to the full range); its Pillow plugin
-    would hand over 8 bits."""
-    from pillow_heif import open_heif
-
-    pixels = np.asarray(open_heif(io.BytesIO(data), convert_hdr_to_8bit=False))
-    if pixels.dtype != np.uint16:
-        raise OSError(f"pillow-heif gave {pixels.dtype} pixels for a deep HEIF")
-    return pixels
-
-
-def _jpeg2000_bits(data: bytes) -> int:
-    """Bits of the first component of a JP2 file (its ``ihdr`` box) or J2K codestream (SIZ); 8 if unknown."""
-    head = data[:4096]
-    box = head.find(b"ihdr")
-    if box >= 0 and len(head) > box + 14 and head[box + 14] != 0xFF:  # 0xFF: depths differ (then Pillow's view)
-        return (head[box + 14] & 0x7F) + 1
-    siz = head.find(b"\xff\x51")
-    if siz >= 0 and len(head) > siz + 40:
-        return (head[siz + 40] & 0x7F) + 1  # Ssiz of component 0, after the marker and Lsiz … Csiz
-    return 8
-
-
-def _decode_opencv_16bit(data: bytes) -> np.ndarray:
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3:
-        raise OSError("OpenCV could not decode the 16-bit pixel data")
-    code = cv2.COLOR_BGRA2RGBA if pixels.shape[2] == 4 else cv2.COLOR_BGR2RGB
-    return cv2.cvtColor(pixels, code)
 
 
 def _jpeg_complete(data: bytes) -> bool:
@@ -378,11 +336,11 @@ def _decode(data: bytes, name: str, max_pixels: int, min_side: int) -> DecodedIm
     # 2. Pixels: any failure here means the data is damaged or cut off.
     notes: list[str] = []
     try:
-        sixteen_bit = _is_16bit_opencv(data, image)
+        sixteen_bit = opencv_reads_deeper(data, image)
         if sixteen_bit:
-            pixels = _decode_opencv_16bit(data)
-        elif image.format == "HEIF" and (image.info.get("bit_depth") or 8) > 8:
-            pixels = _decode_heif_16bit(data)  # upright already, like pillow-heif's 8-bit pixels
+            pixels = decode_opencv_16bit(data)
+        elif heif_is_deep(image):
+            pixels = decode_heif_16bit(data)  # upright already, like pillow-heif's 8-bit pixels
         else:
             image.load()
             if image.format in ("JPEG", "MPO") and not _jpeg_complete(data):
