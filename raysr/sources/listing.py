@@ -24,11 +24,11 @@ from pathlib import Path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".heic", ".heif", ".avif",
                     ".jp2", ".j2k")  # JPEG 2000: libraries' and archives' scan masters
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mts", ".m2ts",  # .mts/.m2ts: AVCHD camcorders
-                    ".avi", ".mpg", ".mpeg", ".vob", ".wmv", ".3gp")
 #: Containers raysr reads but does not write: their videos come out as Matroska, which holds
 #: whatever they carry (an old camera's MJPEG AVI with PCM sound, a DVD's MPEG-2 with AC-3).
 _VIDEO_WRITTEN_AS = dict.fromkeys((".avi", ".mpg", ".mpeg", ".vob", ".wmv", ".3gp"), ".mkv")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".mov", ".webm", ".mts", ".m2ts",  # .mts/.m2ts: AVCHD camcorders
+                    *_VIDEO_WRITTEN_AS)
 
 
 def is_video(path: str) -> bool:

@@ -115,3 +115,12 @@ def test_outputs_take_the_image_format_and_videos_a_container_raysr_writes():
     assert output_extension("camera/MVI_0001.AVI", ".png") == ".mkv"  # AVI is read, not written
     assert output_extension("dvd/VTS_01_1.VOB", ".png") == ".mkv"
     assert output_extension("camcorder/00001.MTS", ".png") == ".mts"  # AVCHD's MPEG-TS is written as it came
+
+
+def test_every_listed_video_gets_an_output_container_the_join_can_write():
+    """A video extension listed without a writable output (as .avi was) fails every such input at the join."""
+    from raysr.sources.listing import output_extension
+    from raysr.video.pipeline import _format_for
+
+    for extension in VIDEO_EXTENSIONS:
+        assert _format_for(Path("out" + output_extension("in" + extension, ".png"))), extension
