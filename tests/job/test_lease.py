@@ -1,9 +1,12 @@
 import json
+import logging
+import subprocess
+import sys
 import time
 
 import pytest
 
-from raysr.job.lease import Lease, LeaseHeldError
+from raysr.job.lease import Lease, LeaseHeldError, _machine, _started_ticks
 from s3_fixtures import s3_bucket, s3_env, s3_proxy, s3_server  # noqa: F401
 from raysr.job.run import lease_uri, run_job
 from raysr.job.spec import parse_spec
@@ -25,6 +28,62 @@ def test_an_expired_lease_of_a_dead_run_is_taken_over(tmp_path):
     assert json.loads(uri.read_text())["run_id"] == "alive"
     lease.release()
     assert not uri.exists()
+
+
+def _unexpired_lease_of(uri, pid: int, **fields) -> None:
+    holder = {"run_id": "killed", **_machine(), "pid": pid, "pid_started": _started_ticks(pid),
+              "expires_at": time.time() + 600, **fields}
+    uri.write_text(json.dumps(holder))
+
+
+@pytest.fixture
+def exited_pid():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.fixture
+def running_pid():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield child.pid
+    child.kill()
+    child.wait()
+
+
+def test_a_killed_run_on_this_machine_is_taken_over_before_its_lease_expires(tmp_path, exited_pid, caplog):
+    uri = tmp_path / "lease.json"
+    _unexpired_lease_of(uri, exited_pid, pid_started=123)
+    with caplog.at_level(logging.WARNING, logger="raysr.job.lease"):
+        lease = Lease(str(uri), "resume").acquire()
+    assert json.loads(uri.read_text())["run_id"] == "resume"
+    assert "run killed" in caplog.text and "taking it over" in caplog.text
+    lease.release()
+
+
+def test_a_live_holder_on_this_machine_keeps_its_lease(tmp_path, running_pid):
+    uri = tmp_path / "lease.json"
+    _unexpired_lease_of(uri, running_pid)
+    with pytest.raises(LeaseHeldError, match="run killed on .* is processing this output"):
+        Lease(str(uri), "second").acquire()
+    assert json.loads(uri.read_text())["run_id"] == "killed"
+
+
+def test_a_reused_pid_does_not_keep_a_dead_runs_lease(tmp_path, running_pid):
+    # The pid runs, but a process started at another time than the holder: the holder is gone.
+    uri = tmp_path / "lease.json"
+    _unexpired_lease_of(uri, running_pid, pid_started=_started_ticks(running_pid) + 1)
+    Lease(str(uri), "resume").acquire().release()
+
+
+@pytest.mark.parametrize("elsewhere", [{"host": "another-node"}, {"boot_id": "0-before-a-reboot"},
+                                       {"pid_ns": "pid:[1]"}, {"boot_id": None}])
+def test_a_holder_this_process_cannot_see_is_trusted_until_expiry(tmp_path, exited_pid, elsewhere):
+    # Its pid means nothing here: another machine, another boot, another container's pids.
+    uri = tmp_path / "lease.json"
+    _unexpired_lease_of(uri, exited_pid, **elsewhere)
+    with pytest.raises(LeaseHeldError, match="expires at"):
+        Lease(str(uri), "second").acquire()
 
 
 def test_renew_pushes_the_expiry(tmp_path):

@@ -95,11 +95,11 @@ def _kill_when(job: Path, log: Path, out: Path, condition, what: str, timeout_s:
     stop = time.monotonic() + timeout_s
     try:
         while time.monotonic() < stop:
+            if driver.poll() is not None:  # finished (or refused to start) before the point
+                return False
             if condition(driver):
                 _kill_group(driver)
                 return True
-            if driver.poll() is not None:
-                return False
             time.sleep(0.02)
         pytest.fail(f"kill point {what!r} not reached in {timeout_s:.0f} s; driver log:\n{log.read_text()[-3000:]}")
     finally:
@@ -132,8 +132,8 @@ def test_driver_killed_at_several_points_then_resumed(ray_cluster, tmp_path, pho
     clean = run_job(parse_spec({**job, "name": "kill-reference", "output": {"path": str(reference)}}), progress=False)
     assert clean.counts["ok"] == ITEMS
 
-    def probing(driver):  # a probe task of this driver is running, nothing written yet
-        return not out.exists() and any(b"ProbeStage" in line for line in _cmdlines(_session_pids(driver.pid)))
+    def probing(driver):  # a probe task of this driver is running, no output written yet
+        return not _final_outputs(out) and any(b"ProbeStage" in line for line in _cmdlines(_session_pids(driver.pid)))
 
     points = [
         ("during the probe", probing),
@@ -145,7 +145,9 @@ def test_driver_killed_at_several_points_then_resumed(ray_cluster, tmp_path, pho
         if _kill_when(job_file, log, out, condition, what):
             kills += 1
             _check_no_partial_finals(out, reference)
+    # Each killed driver left its lease behind; the next one (same machine, its pid gone) took it over.
     assert kills >= 2, f"only {kills} kill points were reached; driver log:\n{log.read_text()[-3000:]}"
+    assert "ended without releasing its lease" in log.read_text()
 
     # Resume with a normal run (a fresh driver, its own Ray), bounded.
     driver = _start_driver(job_file, log)
