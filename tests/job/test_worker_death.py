@@ -28,13 +28,14 @@ def _upscale_actor_pids() -> list[int]:
 
 
 def _kill_one_actor_after_first_outputs(output_dir, killed: list, deadline_s: float = 120.0) -> None:
+    """SIGKILL an upscale actor once two outputs exist; ``killed`` gets how many had been written."""
     stop = time.monotonic() + deadline_s
     while time.monotonic() < stop:
         written = list(output_dir.rglob("*.png")) if output_dir.exists() else []
         pids = _upscale_actor_pids()
         if len(written) >= 2 and pids:
             os.kill(pids[0], signal.SIGKILL)
-            killed.append(pids[0])
+            killed.append(len(written))
             return
         time.sleep(0.05)
 
@@ -53,6 +54,7 @@ def test_killed_actor_is_restarted_and_every_item_lands_once(ray_cluster, tmp_pa
     report = run_job(spec, progress=False)
     killer.join()
     assert killed, "the test never saw an upscale actor to kill"
+    assert killed[0] < 10, "the actor was killed after the last output: nothing was left to redo"
     assert report.counts["ok"] == 10 and not report.missing
     rows = read_manifest(spec.manifest_uri).to_pylist()
     assert sorted(row["input_uri"] for row in rows) == sorted(str(root / f"i{i}.png") for i in range(10))
