@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from raysr import __version__
@@ -363,11 +366,37 @@ def _log_to_stderr() -> None:
     logger.setLevel(logging.INFO)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that a run unwinds as it does on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """`raysr stop`, a pod's deletion or a scheduler's time limit send SIGTERM, whose default is to die on the
+    spot: the run's last manifest rows would be lost and its lease left for 30 minutes. Raise instead."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def _raise(signum, frame):
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     _log_to_stderr()
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with _sigterm_unwinds():
+            return int(args.func(args) or 0)
+    except _Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -171,6 +171,11 @@ class ManifestWriter:
         if time.monotonic() - self._flushed_at >= self.flush_interval_s:
             self.flush()
 
+    @property
+    def rows_pending(self) -> int:
+        """Rows queued for the next part (lost if the driver dies now)."""
+        return len(self._pending)
+
     def flush(self) -> None:
         """Write every queued row as one part now."""
         self._flushed_at = time.monotonic()

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -172,6 +173,48 @@ def run_job(spec: JobSpec, address: str | None = None, dry_run: bool = False,
             lease.release()
 
 
+def _process(spec: JobSpec, probed: pa.Table | None, rows_per_part: int, emit: Callable[[list[dict]], None]) -> None:
+    """Hand every settled row to ``emit``, run the pending items through the process pass, join the videos."""
+    from raysr.job import plan
+
+    videos = VideoJoins(spec)
+    pending_by_route: dict[str, pa.Table] = {}
+    if probed is not None:
+        probed = _refuse_output_collisions(probed)
+        is_pending = pc.is_null(probed.column("status"))
+        # A resumed archive: a million skip rows, handed to the writer a part's worth at a time.
+        for settled in probed.filter(pc.invert(is_pending)).to_batches(max_chunksize=rows_per_part):
+            emit([finish(row) for row in settled.to_pylist()])
+        pending = probed.filter(is_pending)
+        is_video = pc.fill_null(pc.equal(pending.column("kind"), "video"), False)
+        # Only videos leave Arrow (to be cut into segment rows): a million images stay columnar.
+        segment_rows, joined = videos.expand(pending.filter(is_video).to_pylist())
+        emit([finish(row) for row in joined])
+        images = pending.filter(pc.invert(is_video))
+        for route in spec.active_routes():
+            parts = [images.filter(pc.equal(images.column("route"), route))]
+            segments = [row for row in segment_rows if row["route"] == route]
+            if segments:
+                parts.append(batch_of(segments))
+            pending_by_route[route] = pa.concat_tables(parts, promote_options="default")
+    for batch in plan.process(pending_by_route, spec):
+        rows = batch.to_pylist()
+        joined = [videos.take(row) for row in rows if row.get("segment_index") is not None]
+        emit(rows + [finish(row) for row in joined if row is not None])
+    emit([finish(row) for row in videos.unfinished()])
+
+
+def _flush_on_the_way_out(writer: ManifestWriter) -> None:
+    try:
+        writer.flush()
+    except Exception as error:  # noqa: BLE001 - the error that stopped the run matters more
+        _LOG.warning("could not record the last %d rows in %s (%s); those items are redone on resume",
+                     writer.rows_pending, writer.root, error)
+    else:
+        _LOG.warning("stopped early: %d rows recorded in %s; run the job again to resume", writer.rows_written,
+                     writer.root)
+
+
 def _progress_mode(progress: bool | None) -> str:
     """``None``: a line on a terminal, a log line a minute elsewhere (a submitted job's log)."""
     if progress is None:
@@ -224,31 +267,13 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
         written.update(row["item_id"] for row in items)
         tracker.add([row["status"] for row in items])
 
-    videos = VideoJoins(spec)
-    pending_by_route: dict[str, pa.Table] = {}
-    if probed is not None:
-        probed = _refuse_output_collisions(probed)
-        is_pending = pc.is_null(probed.column("status"))
-        # A resumed archive: a million skip rows, handed to the writer a part's worth at a time.
-        for settled in probed.filter(pc.invert(is_pending)).to_batches(max_chunksize=writer.rows_per_part):
-            emit([finish(row) for row in settled.to_pylist()])
-        pending = probed.filter(is_pending)
-        is_video = pc.fill_null(pc.equal(pending.column("kind"), "video"), False)
-        # Only videos leave Arrow (to be cut into segment rows): a million images stay columnar.
-        segment_rows, joined = videos.expand(pending.filter(is_video).to_pylist())
-        emit([finish(row) for row in joined])
-        images = pending.filter(pc.invert(is_video))
-        for route in spec.active_routes():
-            parts = [images.filter(pc.equal(images.column("route"), route))]
-            segments = [row for row in segment_rows if row["route"] == route]
-            if segments:
-                parts.append(batch_of(segments))
-            pending_by_route[route] = pa.concat_tables(parts, promote_options="default")
-    for batch in plan.process(pending_by_route, spec):
-        rows = batch.to_pylist()
-        joined = [videos.take(row) for row in rows if row.get("segment_index") is not None]
-        emit(rows + [finish(row) for row in joined if row is not None])
-    emit([finish(row) for row in videos.unfinished()])
+    try:
+        _process(spec, probed, writer.rows_per_part, emit)
+    except BaseException:
+        # Ctrl-C, `raysr stop`, a failed stage: the rows that did arrive are true (their outputs
+        # are written), so they are kept and the resume skips those items instead of redoing them.
+        _flush_on_the_way_out(writer)
+        raise
     writer.flush()
     tracker.close()
     _snapshot_outcomes(spec, report.run_id)
