@@ -50,8 +50,10 @@ def _cmd_upscale(args: argparse.Namespace) -> int:
     report = upscale_path(
         args.input, args.output, model, options, fmt=args.format, quality=args.quality,
         on_error=lambda line: print(f"error: {line}", file=sys.stderr), temporal_strength=args.temporal_strength,
+        force=args.force,
     )
-    print(f"{report.ok} upscaled, {len(report.failures)} failed -> {args.output}")
+    skipped = f"{report.skipped} skipped (done before with these settings; --force redoes them), " if report.skipped else ""
+    print(f"{report.ok} upscaled, {skipped}{len(report.failures)} failed -> {args.output}")
     return 1 if report.failures else 0
 
 
@@ -272,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     upscale.add_argument("--temporal-strength", type=float, default=0.0,
                          help="videos: blend each frame with the flow-warped previous output (0 off … 1)")
     upscale.add_argument("--weights-dir", type=Path)
+    upscale.add_argument("--force", action="store_true",
+                         help="redo images whose outputs a run with the same settings already wrote")
     _engine_args(upscale)
     upscale.set_defaults(func=_cmd_upscale)
 

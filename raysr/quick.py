@@ -6,6 +6,8 @@ plain loop, so what a user sees here is what the cluster job produces.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from collections import deque
@@ -20,7 +22,7 @@ from raysr.engine import EngineError, EngineOptions, Upscaler
 from raysr.models.load import LoadedModel
 from raysr.sinks.encode import EXTENSIONS, encode_image
 from raysr.sinks.write import UnsafePathError, colliding_outputs, output_relpath, write_atomic
-from raysr.sources.decode import DecodeError, decode_image
+from raysr.sources.decode import DecodeError, decode_image, read_raysr_tag
 from raysr.sources.listing import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputItem, is_video, list_local, output_extension
 
 
@@ -36,6 +38,7 @@ class QuickReport:
     """Counts of a `raysr upscale` run; ``failures`` holds one line per failed file."""
 
     ok: int = 0
+    skipped: int = 0
     failures: list[str] = field(default_factory=list)
 
 
@@ -76,6 +79,27 @@ def _encode_threads() -> int:
     return max(2, min(cores, _MAX_ENCODE_THREADS))
 
 
+def settings_digest(model: LoadedModel, options: EngineOptions, fmt: str, quality: int) -> str:
+    """12 hex digits of what decides an image output's bytes: model and weights, engine settings, format."""
+    settings = {"model": model.spec.name, "weights": model.weights_sha256, "scale": model.spec.scale,
+                "engine": options.settings(), "format": fmt, "quality": quality}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _done_before(item: InputItem, target: Path, digest: str) -> bool:
+    """``target`` exists, is not older than its input, and its raysr tag names these settings.
+
+    Outputs are written atomically, so one that exists is whole: an interrupted folder run,
+    run again, goes on from the first image it had not finished.
+    """
+    try:
+        if target.stat().st_mtime < Path(item.uri).stat().st_mtime:
+            return False
+    except OSError:
+        return False
+    return f" settings={digest} " in f" {read_raysr_tag(target) or ''} "
+
+
 def _read_image(item: InputItem):
     return decode_image(Path(item.uri).read_bytes(), item.uri)
 
@@ -90,6 +114,7 @@ def upscale_path(
     progress: bool | None = None,
     on_error: Callable[[str], None] | None = None,
     temporal_strength: float = 0.0,
+    force: bool = False,
 ) -> QuickReport:
     """Upscale one image or video, or every image and video under a folder into a mirrored tree.
 
@@ -100,11 +125,19 @@ def upscale_path(
     A file that cannot be read or upscaled is reported (one line naming it) and
     skipped; the rest continue. ``temporal_strength`` > 0 blends each video frame with the
     flow-warped previous output (:mod:`raysr.video.temporal`).
+
+    An image whose output a run with the same settings already wrote (its raysr tag says
+    so, and it is not older than the input) is skipped unless ``force``; videos are always redone.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     targets = _targets(input_path, output_path, EXTENSIONS[fmt])
-    upscaler = Upscaler(model, options)
+    digest = settings_digest(model, options, fmt, quality)
     report = QuickReport()
+    if not force:
+        todo = [(item, target) for item, target in targets
+                if not (isinstance(target, Path) and not is_video(item.uri) and _done_before(item, target, digest))]
+        report.skipped, targets = len(targets) - len(todo), todo
+    upscaler = Upscaler(model, options)
     show = sys.stderr.isatty() if progress is None else progress
 
     def fail(item: InputItem, error: Exception) -> None:
@@ -116,7 +149,7 @@ def upscale_path(
     def encode_and_write(target: Path, decoded, result) -> None:
         scale = result.image.shape[0] / decoded.pixels.shape[0]
         encoded = encode_image(result.image, fmt, quality, decoded.metadata, scale,
-                               tag=f"raysr model={model.spec.name} precision={result.precision}")
+                               tag=f"raysr model={model.spec.name} settings={digest} precision={result.precision}")
         write_atomic(target, encoded.data)
 
     def settle(item: InputItem, written: Future) -> None:

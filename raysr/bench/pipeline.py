@@ -77,9 +77,9 @@ def bench_upscale(loaded: LoadedModel, options: EngineOptions, folder: Path, out
     images = sorted(folder.glob("*.png"))
     count = len(images)
     upscale_path(images[0], out.with_name(out.name + "-warmup") / images[0].name, loaded, options,
-                 fmt="png", progress=False)
+                 fmt="png", progress=False, force=True)
     started = time.perf_counter()
-    report = upscale_path(folder, out, loaded, options, fmt="png", progress=False)
+    report = upscale_path(folder, out, loaded, options, fmt="png", progress=False, force=True)  # time every image
     seconds = time.perf_counter() - started
     if report.failures:
         raise RuntimeError(f"raysr upscale failed: {report.failures[:3]}")

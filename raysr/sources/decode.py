@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -284,6 +285,16 @@ def _read_metadata(image: Image.Image, loaded: bool) -> tuple[ImageMetadata, int
     if frames != 1:
         metadata.notes.append(f"first of {frames} frames")
     return metadata, orientation
+
+
+def read_raysr_tag(path: str | Path) -> str | None:
+    """The raysr marker an image file carries (PNG text chunk, or EXIF Software), read from its header
+    without decoding pixels; ``None`` when it has none or cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return _read_metadata(image, loaded=False)[0].raysr_tag
+    except Exception:  # noqa: BLE001 - any unreadable file simply carries no tag
+        return None
 
 
 def decode_image(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageFile, ImageOps
 
-from raysr.sources.decode import TIFF_LAYOUT_TAGS, DecodedImage, DecodeError, decode_image
+from raysr.sources.decode import TIFF_LAYOUT_TAGS, DecodedImage, DecodeError, ImageMetadata, decode_image, read_raysr_tag
 
 NAME = "archive/box 3/scan ü.png"
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -494,3 +494,21 @@ def test_8bit_and_16bit_gray_jpeg2000_are_exact(rgb, codestream_only):
         decoded = decode_image(data, "scan.j2k" if codestream_only else "scan.jp2")
         assert decoded.pixels.dtype == pixels.dtype
         np.testing.assert_array_equal(decoded.pixels, pixels)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "webp", "tiff"])
+def test_read_raysr_tag_finds_the_tag_of_every_output_format_without_decoding(tmp_path, fmt):
+    from raysr.sinks.encode import EXTENSIONS, encode_image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (20, 30, 3), np.uint8)
+    path = tmp_path / f"out{EXTENSIONS[fmt]}"
+    path.write_bytes(encode_image(pixels, fmt, 90, ImageMetadata(), 1.0, tag="raysr model=m settings=abc").data)
+    assert read_raysr_tag(path) == "raysr model=m settings=abc"
+
+
+def test_read_raysr_tag_is_none_for_untagged_damaged_or_missing_files(tmp_path):
+    plain = tmp_path / "plain.png"
+    cv2.imwrite(str(plain), np.zeros((8, 8, 3), np.uint8))
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not an image")
+    assert [read_raysr_tag(path) for path in (plain, garbage, tmp_path / "missing.png")] == [None, None, None]
