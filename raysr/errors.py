@@ -9,7 +9,7 @@ from raysr.engine.upscaler import EngineError
 from raysr.job.lease import LeaseHeldError
 from raysr.job.spec import SpecError
 from raysr.models.load import ModelLoadError
-from raysr.sinks.write import UnsafePathError
+from raysr.sinks.write import OutputsStoppedError, UnsafePathError
 from raysr.sources.decode import DecodeError
 from raysr.submit import SubmitError
 from raysr.weights.ncnn import NcnnFormatError
@@ -23,6 +23,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     LeaseHeldError,
     ModelLoadError,
     NcnnFormatError,
+    OutputsStoppedError,
     PrecisionError,
     UnsafePathError,
     ValidationError,

@@ -21,7 +21,14 @@ from tqdm import tqdm
 from raysr.engine import EngineError, EngineOptions, Upscaler
 from raysr.models.load import LoadedModel
 from raysr.sinks.encode import EXTENSIONS, encode_image
-from raysr.sinks.write import UnsafePathError, colliding_outputs, output_relpath, write_atomic
+from raysr.sinks.write import (
+    UnsafePathError,
+    UnwritableStreak,
+    as_store_fault,
+    colliding_outputs,
+    output_relpath,
+    write_atomic,
+)
 from raysr.sources.decode import DecodeError, decode_image, read_raysr_tag
 from raysr.sources.listing import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, InputItem, is_video, list_local, output_extension
 
@@ -150,14 +157,22 @@ def upscale_path(
         scale = result.image.shape[0] / decoded.pixels.shape[0]
         encoded = encode_image(result.image, fmt, quality, decoded.metadata, scale,
                                tag=f"raysr model={model.spec.name} settings={digest} precision={result.precision}")
-        write_atomic(target, encoded.data)
+        try:
+            write_atomic(target, encoded.data)
+        except OSError as error:
+            raise as_store_fault(error, str(target)) from error
+
+    unwritable = UnwritableStreak()  # a full disk stops the run instead of failing every image after it
 
     def settle(item: InputItem, written: Future) -> None:
         try:
             written.result()
             report.ok += 1
+            unwritable.check([{"status": "ok"}])
         except _ITEM_ERRORS as error:
             fail(item, error)
+            unwritable.check([{"status": "error", "error_type": getattr(error, "kind", None),
+                               "error_message": report.failures[-1]}])
 
     # The model runs on this thread; reading + decoding the next images and encoding + writing
     # finished ones run on pools of their own (OpenCV and zlib release the GIL), so on a GPU the

@@ -26,7 +26,7 @@ from raysr.job.spec import JobSpec
 from raysr.job.videos import VideoJoins
 from raysr.manifest import ManifestWriter, read_outcomes, save_outcomes
 from raysr.models.registry import get_spec, is_registered
-from raysr.sinks.write import colliding_outputs
+from raysr.sinks.write import UnwritableStreak, colliding_outputs
 from raysr.sources.listing import list_local
 from raysr.stages._batch import batch_of
 from raysr.stages.read import RESUME_COLUMNS
@@ -259,6 +259,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     writer = ManifestWriter(spec.manifest_uri, job_id=spec.name, run_id=report.run_id)
     tracker = Progress(listing.num_rows, _progress_mode(progress))
     written: Counter = Counter()
+    unwritable = UnwritableStreak()
 
     def emit(rows: list[dict]) -> None:
         lease.renew()
@@ -266,6 +267,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
         writer.append(rows)  # a video's segment rows are recorded too, but are not items
         written.update(row["item_id"] for row in items)
         tracker.add([row["status"] for row in items])
+        unwritable.check(items)
 
     try:
         _process(spec, probed, writer.rows_per_part, emit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -12,8 +13,54 @@ os.umask(_UMASK)
 _TMP_SUFFIX = ".raysr-tmp"
 
 
+_STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
 class UnsafePathError(ValueError):
     """An input name would place its output outside the output root."""
+
+
+class OutputUnwritableError(OSError):
+    """Outputs cannot be written where they go (full, read-only, not permitted): no fault of the item."""
+
+    kind = "output_unwritable"
+
+
+def as_store_fault(error: BaseException, output_uri: str) -> BaseException:
+    """``error`` from writing ``output_uri``, as an :class:`OutputUnwritableError` when the output store,
+    not the item, is at fault (no space, quota, read-only, permission denied locally or on S3)."""
+    missing_bucket = isinstance(error, FileNotFoundError) and output_uri.startswith("s3://")  # NoSuchBucket
+    if isinstance(error, PermissionError) or missing_bucket or (isinstance(error, OSError) and error.errno in _STORE_ERRNOS):
+        return OutputUnwritableError(f"cannot write {output_uri}: {error}; free space or fix the permissions where "
+                                     "the outputs go, then run again (finished items are kept)")
+    return error
+
+
+class OutputsStoppedError(RuntimeError):
+    """A run stopped because its outputs could no longer be written (not an item's failure: never caught per item)."""
+
+
+class UnwritableStreak:
+    """Stops a run whose outputs can no longer be written (a full disk, a revoked bucket policy):
+    without it every remaining item of the archive would be read, upscaled and then fail to write.
+
+    :meth:`check` takes manifest rows (``status``, ``error_type``, ``error_message``) as they finish.
+    """
+
+    limit = 16  # items in a row, none written between them; one failure alone may be one file's
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def check(self, items: list[dict]) -> None:
+        for row in items:
+            if row.get("error_type") == OutputUnwritableError.kind:
+                self.count += 1
+                if self.count >= self.limit:
+                    raise OutputsStoppedError(f"stopped after {self.count} items in a row could not be written; "
+                                              f"the last: {row.get('error_message')}")
+            elif row.get("status") in ("ok", "flagged"):
+                self.count = 0
 
 
 def output_relpath(relative_input: str, extension: str) -> PurePosixPath:

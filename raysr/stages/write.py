@@ -5,6 +5,7 @@ from __future__ import annotations
 from raysr import __version__
 from raysr.manifest import COLUMNS, now_utc
 from raysr.sinks.encode import encode_image
+from raysr.sinks.write import as_store_fault
 from raysr.stages._batch import Batch, Row, batch_of, decode_input, fail, pending, rows_of, timed, unpack_pixels
 from raysr.storage import write_bytes
 
@@ -44,7 +45,7 @@ class WriteStage:
                 if row["status"] is None:
                     row["status"] = "ok"
             except Exception as error:  # noqa: BLE001
-                fail(row, "write", error)
+                fail(row, "write", as_store_fault(error, row["output_uri"]))
         return finish(row)
 
 

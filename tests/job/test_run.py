@@ -277,3 +277,4 @@ def test_a_diffusion_route_runs_sd_x4_from_the_weights_cache(ray_cluster, tmp_pa
     assert row["weights_sha256"] == resolve_snapshot(name, weights).sha256
     assert (row["output_width"], row["output_height"]) == (128, 96) and row["tile_overlap"] == 32
     assert run_job(spec, progress=False).counts["skipped"] == 1
+

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import PurePosixPath
 
 import pytest
 
 from raysr.sinks import write as write_module
-from raysr.sinks.write import UnsafePathError, output_relpath, write_atomic
+from raysr.sinks.write import (
+    OutputsStoppedError,
+    OutputUnwritableError,
+    UnsafePathError,
+    UnwritableStreak,
+    as_store_fault,
+    output_relpath,
+    write_atomic,
+)
 
 # --- output_relpath ---------------------------------------------------------------------------
 
@@ -106,3 +115,32 @@ def test_write_refuses_a_symlinked_folder_leading_outside_root(tmp_path):
     assert not any(outside.iterdir())
     write_atomic(root / "inside" / "x.png", b"data", root=root)
     assert (root / "inside" / "x.png").read_bytes() == b"data"
+
+
+@pytest.mark.parametrize("error, uri, store", [
+    (OSError(errno.ENOSPC, "No space left on device"), "/out/a.png", True),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), "/out/a.png", True),
+    (OSError(errno.EROFS, "Read-only file system"), "/out/a.png", True),
+    (PermissionError("s3://b/a.png: PUT failed: AccessDenied: Access Denied"), "s3://b/a.png", True),
+    (FileNotFoundError("s3://b/a.png: PUT failed: NoSuchBucket"), "s3://b/a.png", True),
+    (OSError(errno.ENAMETOOLONG, "File name too long"), "/out/a.png", False),  # one item's name
+    (FileNotFoundError("gone"), "/out/a.png", False),
+    (ValueError("cannot encode"), "/out/a.png", False),
+])
+def test_as_store_fault_blames_the_store_only_for_what_no_item_can_cause(error, uri, store):
+    fault = as_store_fault(error, uri)
+    assert isinstance(fault, OutputUnwritableError) is store
+    if store:
+        assert uri in str(fault) and str(error) in str(fault) and "run again" in str(fault)
+    else:
+        assert fault is error
+
+
+def test_the_unwritable_streak_stops_after_16_in_a_row_and_restarts_at_each_written_output():
+    unwritable = {"status": "error", "error_type": "output_unwritable", "error_message": "a.png: cannot write (full)"}
+    corrupt = {"status": "error", "error_type": "truncated", "error_message": "b.png: truncated"}
+    streak = UnwritableStreak()
+    streak.check([unwritable] * 15 + [{"status": "ok"}] + [unwritable] * 10)  # a write went through: 10 now
+    streak.check([corrupt] * 50)  # bad inputs say nothing of the store
+    with pytest.raises(OutputsStoppedError, match=r"after 16 items in a row .*a.png: cannot write \(full\)"):
+        streak.check([unwritable] * 6)
