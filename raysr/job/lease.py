@@ -131,9 +131,21 @@ class Lease:
         return holder if isinstance(holder, dict) else {"run_id": "?", "host": "?", "expires_at": 0}
 
     def renew(self, every_s: float = 60.0) -> None:
-        """Push the expiry out again, at most once per ``every_s``."""
-        if time.monotonic() - self._renewed_at >= every_s:
+        """Push the expiry out again, at most once per ``every_s``.
+
+        A renewal that fails (a store's bad minute after its retries, a full disk) is logged and
+        tried again ``every_s`` later: the lease has ``ttl_s`` to spare, and a run hours into its
+        work should not die of it.
+        """
+        if time.monotonic() - self._renewed_at < every_s:
+            return
+        expires_at = self.expires_at
+        try:
             write_bytes(self.uri, self._payload())
+        except OSError as error:
+            self.expires_at = expires_at  # the stored lease still says the old time
+            _LOG.warning("could not renew the lease at %s (%s); trying again in %.0f s, before it expires at %s",
+                         self.uri, error, every_s, time.strftime("%H:%M:%S UTC", time.gmtime(expires_at)))
 
     def release(self) -> None:
         delete(self.uri)

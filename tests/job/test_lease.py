@@ -110,3 +110,19 @@ def test_the_lease_works_on_s3(s3_bucket):
         Lease(uri, "night-2").acquire()
     first.release()
     Lease(uri, "night-2").acquire().release()
+
+
+def test_a_renewal_that_fails_is_logged_and_tried_again_not_fatal(tmp_path, caplog):
+    folder = tmp_path / "_raysr"
+    lease = Lease(str(folder / "lease.json"), "r", ttl_s=100).acquire()
+    expires = lease.expires_at
+    (folder / "lease.json").unlink()
+    folder.rmdir()
+    folder.write_text("a file where the lease's folder was: every write under it fails")
+    with caplog.at_level(logging.WARNING, logger="raysr.job.lease"):
+        lease.renew(every_s=0)
+    assert "could not renew the lease" in caplog.text and lease.expires_at == expires
+    folder.unlink()
+    folder.mkdir()
+    lease.renew(every_s=0)  # the store is back: renewed
+    assert json.loads((folder / "lease.json").read_text())["expires_at"] == lease.expires_at > expires
