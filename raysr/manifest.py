@@ -134,6 +134,9 @@ def to_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist([new_row(**row) for row in rows], schema=SCHEMA)
 
 
+_MAX_PARTS_QUEUED = 10  # rows kept in memory while the manifest store fails: ~50 MB at the default part size
+
+
 @dataclass
 class ManifestWriter:
     """Appends rows of one run to the job's manifest dataset in part files.
@@ -157,19 +160,29 @@ class ManifestWriter:
         if isinstance(self._fs, pafs.LocalFileSystem):  # object stores need no folder (pyarrow would PUT empty markers)
             self._fs.create_dir(self._dir, recursive=True)
         self._pending: list[dict] = []
-        self._parts = 0
+        self._parts = self._failures = 0
         self._flushed_at = time.monotonic()
         self.rows_written = 0
 
     def append(self, rows: list[dict]) -> None:
         """Queue rows; a part is written once ``rows_per_part`` are queued or
-        ``flush_interval_s`` has passed since the last one."""
-        for row in rows:
-            self._pending.append({**row, "job_id": self.job_id, "run_id": self.run_id})
-            if len(self._pending) >= self.rows_per_part:
+        ``flush_interval_s`` has passed since the last one.
+
+        A part that cannot be written (the store's bad minute, after its retries) is logged and
+        its rows stay queued for the next attempt, ``flush_interval_s`` later; only when
+        ``_MAX_PARTS_QUEUED`` parts' worth are waiting does the error end the run.
+        """
+        self._pending.extend({**row, "job_id": self.job_id, "run_id": self.run_id} for row in rows)
+        due = time.monotonic() - self._flushed_at >= self.flush_interval_s
+        if len(self._pending) >= self.rows_per_part * (self._failures + 1) or due:
+            try:
                 self.flush()
-        if time.monotonic() - self._flushed_at >= self.flush_interval_s:
-            self.flush()
+            except OSError as error:
+                self._flushed_at, self._failures = time.monotonic(), self._failures + 1
+                if len(self._pending) >= self.rows_per_part * _MAX_PARTS_QUEUED:
+                    raise
+                _LOG.warning("could not write a manifest part under %s (%s); its %d rows stay queued and the "
+                             "next part tries again", self.root, error, len(self._pending))
 
     @property
     def rows_pending(self) -> int:
@@ -183,7 +196,7 @@ class ManifestWriter:
             return
         table = to_table(self._pending).drop_columns(["run_id"])  # the partition folder holds it
         _write_whole(self._fs, f"{self._dir}/part-{self._parts:05d}-{uuid.uuid4().hex[:8]}.parquet", table)
-        self._parts += 1
+        self._parts, self._failures = self._parts + 1, 0
         self.rows_written += len(self._pending)
         self._pending = []
 

@@ -1,4 +1,6 @@
 import datetime as dt
+import logging
+import shutil
 
 import pyarrow as pa
 import pytest
@@ -175,3 +177,30 @@ def test_only_the_newest_snapshots_are_kept_and_a_damaged_one_is_passed_over(tmp
     (folder / "r3.parquet").write_bytes(b"not parquet")
     outcomes = read_outcomes(root, _RESUME)
     assert sorted(_states(outcomes)) == ["i0", "i1", "i2"] and "unreadable" in caplog.text
+
+
+def test_a_part_that_cannot_be_written_keeps_its_rows_for_the_next_part(tmp_path, caplog):
+    root = tmp_path / "manifest"
+    writer = ManifestWriter(str(root), job_id="j", run_id="r1", rows_per_part=2, flush_interval_s=0)
+    run_dir = root / "run_id=r1"
+    shutil.rmtree(run_dir)
+    run_dir.write_text("a file where the run's folder was: the store's bad minute")
+    with caplog.at_level(logging.WARNING, logger="raysr.manifest"):
+        writer.append([new_row(item_id="a", status="ok"), new_row(item_id="b", status="ok")])
+    assert "could not write a manifest part" in caplog.text and writer.rows_pending == 2
+    run_dir.unlink()
+    run_dir.mkdir()
+    writer.append([new_row(item_id="c", status="ok")])
+    assert writer.rows_pending == 0 and writer.rows_written == 3
+    assert sorted(read_manifest(str(root)).column("item_id").to_pylist()) == ["a", "b", "c"]
+
+
+def test_a_manifest_store_that_stays_down_ends_the_run_before_memory_fills(tmp_path):
+    root = tmp_path / "manifest"
+    writer = ManifestWriter(str(root), job_id="j", run_id="r1", rows_per_part=1, flush_interval_s=0)
+    shutil.rmtree(root / "run_id=r1")
+    (root / "run_id=r1").write_text("never a folder again")
+    with pytest.raises(OSError):
+        for index in range(20):
+            writer.append([new_row(item_id=str(index), status="ok")])
+    assert writer.rows_pending >= 10
