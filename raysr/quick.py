@@ -86,7 +86,7 @@ def _encode_threads() -> int:
     return max(2, min(cores, _MAX_ENCODE_THREADS))
 
 
-def settings_digest(model: LoadedModel, options: EngineOptions, fmt: str, quality: int) -> str:
+def _settings_digest(model: LoadedModel, options: EngineOptions, fmt: str, quality: int) -> str:
     """12 hex digits of what decides an image output's bytes: model and weights, engine settings, format."""
     settings = {"model": model.spec.name, "weights": model.weights_sha256, "scale": model.spec.scale,
                 "engine": options.settings(), "format": fmt, "quality": quality}
@@ -138,7 +138,7 @@ def upscale_path(
     """
     input_path, output_path = Path(input_path), Path(output_path)
     targets = _targets(input_path, output_path, EXTENSIONS[fmt])
-    digest = settings_digest(model, options, fmt, quality)
+    digest = _settings_digest(model, options, fmt, quality)
     report = QuickReport()
     if not force:
         todo = [(item, target) for item, target in targets

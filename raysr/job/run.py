@@ -274,6 +274,7 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     except BaseException:
         # Ctrl-C, `raysr stop`, a failed stage: the rows that did arrive are true (their outputs
         # are written), so they are kept and the resume skips those items instead of redoing them.
+        tracker.close()
         _flush_on_the_way_out(writer)
         raise
     writer.flush()
