@@ -29,6 +29,7 @@ import ray.data
 
 from raysr.job import transport
 from raysr.job.actors import PlanError, actor_bundle, actors_line, plan_actors, wait_for_actor_node
+from raysr.job.crashes import guard, start_ledger
 from raysr.job.spec import JobSpec
 from raysr.sources.s3 import WORKER_ENV
 from raysr.stages.color import ColorStage
@@ -68,6 +69,7 @@ def init_ray(address: str | None, logical_cpus: int | None = None) -> None:
     if not ray.is_initialized():
         _connect(address, logical_cpus)
     transport.install()  # the driver's tables (the pending items) travel as Arrow IPC too
+    start_ledger()  # items that kill their worker (raysr.job.crashes)
 
 
 def _connect(address: str | None, logical_cpus: int | None) -> None:
@@ -184,7 +186,7 @@ def probe(listing: pa.Table, spec: JobSpec, weights_sha256: dict[str, str | None
     blocks = _blocks(attach_last_outcomes(listing, done), probe_rows_per_block(listing.num_rows, task_slots))
     tasks = _task_pool(len(blocks))
     dataset = ray.data.from_arrow(blocks).map_batches(
-        stage, batch_size=None, num_cpus=spec.resources.read_cpus, batch_format="pyarrow", compute=tasks,
+        guard(stage), batch_size=None, num_cpus=spec.resources.read_cpus, batch_format="pyarrow", compute=tasks,
         runtime_env=_worker_env(),
     )
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
@@ -212,7 +214,7 @@ def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwa
     resources = spec.resources
     concurrent_calls = getattr(stage_class, "concurrent_calls", 1)
     return dataset.map_batches(
-        stage_class,
+        guard(stage_class),
         fn_constructor_kwargs=constructor_kwargs,
         batch_size=resources.batch_size,
         batch_format="pyarrow",
@@ -259,7 +261,7 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         total_blocks += len(blocks)
         tasks = _task_pool(len(blocks))
         branch = ray.data.from_arrow(blocks).map_batches(
-            ReadBytesStage(), batch_size=None, num_cpus=resources.read_cpus, batch_format="pyarrow",
+            guard(ReadBytesStage()), batch_size=None, num_cpus=resources.read_cpus, batch_format="pyarrow",
             compute=tasks, runtime_env=worker_env,
         )
         branch = _in_actor_pool(branch, UpscaleStage, {
@@ -278,7 +280,8 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
                 "timeout_s": spec.limits.item_timeout_s,
             }, spec, actors, num_gpus, num_cpus)
         if chain.ensemble:
-            branch = branch.map_batches(BlendStage({route: chain.blend_weights()}, {route: chain.color or spec.stages.color}),
+            branch = branch.map_batches(guard(BlendStage({route: chain.blend_weights()},
+                                                         {route: chain.color or spec.stages.color})),
                                         batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
                                         compute=tasks, runtime_env=worker_env)
         for face_stage in face_stages:
@@ -290,6 +293,6 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     dataset = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
     tasks = _task_pool(total_blocks)
     for stage in post:
-        dataset = dataset.map_batches(stage, batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
+        dataset = dataset.map_batches(guard(stage), batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
                                       compute=tasks, runtime_env=worker_env)
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)

@@ -87,6 +87,12 @@ def _ship_tables_as_ipc() -> None:
     _ipc_installed = True
 
 
+class WorkerDiedError(RuntimeError):
+    """The item's worker process died under it every time it was tried (:mod:`raysr.job.crashes`)."""
+
+    kind = "worker_died"
+
+
 def pending(row: Row) -> bool:
     """Still in flight: not failed, not skipped (``flagged`` items still get written)."""
     return row.get("status") in (None, "flagged")

@@ -24,7 +24,7 @@ from raysr.manifest import now_utc
 from raysr.sinks.encode import EXTENSIONS
 from raysr.sources.decode import DecodeError, decode_image
 from raysr.sources.listing import is_video, output_extension
-from raysr.stages._batch import Batch, Row, batch_of, fail, map_rows, rows_of, timed
+from raysr.stages._batch import Batch, Row, WorkerDiedError, batch_of, fail, map_rows, rows_of, timed
 from raysr.storage import output_uri, read_bytes, size_of
 
 
@@ -138,6 +138,8 @@ class ProbeStage:
         return guess.kind, guess.reason
 
     def probe(self, row: Row) -> Row:
+        if row.get("error_type") == WorkerDiedError.kind:
+            return row  # it killed the probe's worker every time (raysr.job.crashes)
         row.update(started_at=now_utc(), status=None)
         if self._unchanged_by_listing(row):
             return row
