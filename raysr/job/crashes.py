@@ -6,18 +6,19 @@ a job, and wrong for an item that kills every worker it reaches: a 400 MP scan w
 output does not fit the node's memory would be read, upscaled and killed again until
 someone stops the job, and no other item would be recorded as done.
 
-Every stage's call goes through :func:`guard`. A ledger (one small Ray actor per driver)
-notes which items a call has started and not finished; an item still noted when a call
-starts again was being worked on when its worker died. A batch that died before is then
-done one item at a time, alone in its process, so the blame falls on the item that was
-running, and an item that has killed its worker :data:`MAX_DEATHS` times becomes an
-``worker_died`` error row that the later stages pass through. The rest of the run goes on.
-
-The normal path costs one actor round trip per call (~0.3 ms) and a message after it.
+Every stage's call goes through :func:`guard`. Ray's first try of a call runs as it is: nothing
+can have died under its items yet, and it costs nothing. A retry (a task's try number above 0, or
+any call of an actor Ray restarted) runs its items one at a time, alone in its process, each noted
+in a ledger (one small Ray actor per driver) while it runs, so a death now is that item's; an item
+the ledger finds still noted has killed a worker in a retry as well as in the first try, and
+becomes a ``worker_died`` error row that the later stages pass through
+(:data:`MAX_DEATHS` in all). The rest of the run goes on. A retry costs two actor round trips per
+item (~1 ms each); a restarted model actor runs its calls one at a time for the rest of its life.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any
 
@@ -51,10 +52,6 @@ class CrashLedger:
             self.in_flight.add(entry)
             counts.append(self.deaths.get(entry, 0))
         return counts
-
-    def release(self, stage: str, keys: list[str]) -> None:
-        """No longer in flight, deaths kept: a careful retry is about to start them one by one."""
-        self.in_flight.difference_update((stage, key) for key in keys)
 
     def finish(self, stage: str, keys: list[str]) -> None:
         for key in keys:
@@ -93,6 +90,28 @@ def _ledger():
     return _ledgers[name]
 
 
+@functools.cache
+def _actor_was_restarted(actor_id: str) -> bool:
+    """Asked once per actor (a GCS query); keyed by its id, as Ray may reuse a worker process."""
+    return ray.get_runtime_context().was_current_actor_reconstructed
+
+
+def _first_attempt() -> bool:
+    """This call is Ray's first try of it, so no worker can have died under its items yet.
+
+    In an actor Ray never restarted: yes. In one it restarted: maybe not, and Ray does not number
+    an actor call's tries. In a task: its try number is 0 (read through the core worker, as Ray has
+    no public call for it; where that cannot be read, every call counts as a possible retry).
+    """
+    actor_id = ray.get_runtime_context().get_actor_id()
+    if actor_id is not None:
+        return not _actor_was_restarted(actor_id)
+    try:
+        return ray._private.worker.global_worker.core_worker.get_current_task_attempt_number() == 0
+    except Exception:  # noqa: BLE001 - a Ray without it: the careful path is always right, only slower
+        return False
+
+
 def _item_keys(batch: pa.Table) -> list[str]:
     """An item, or one segment of a video: what one row of a stage's batch stands for."""
     items = batch.column("item_id").to_pylist()
@@ -102,24 +121,19 @@ def _item_keys(batch: pa.Table) -> list[str]:
 
 
 def guarded_call(call, batch: pa.Table, stage: str) -> pa.Table:
-    """``call(batch)`` under the ledger of this driver (see the module docstring)."""
+    """``call(batch)``; on a retry, one item at a time under the ledger (see the module docstring)."""
+    if _first_attempt():
+        return call(batch)
     ledger = _ledger()
     if ledger is None or not isinstance(batch, pa.Table) or "item_id" not in batch.column_names:
         return call(batch)
-    keys = _item_keys(batch)
-    deaths = ray.get(ledger.start.remote(stage, keys))
-    if not any(deaths):
-        result = call(batch)
-        ledger.finish.remote(stage, keys)
-        return result
-    with _CAREFUL:
-        ray.get(ledger.release.remote(stage, keys))
+    with _CAREFUL:  # alone in its process: a death now is this item's
         parts = []
-        for index, key in enumerate(keys):
+        for index, key in enumerate(_item_keys(batch)):
             row = batch.slice(index, 1)
             (died,) = ray.get(ledger.start.remote(stage, [key]))
-            if died >= MAX_DEATHS:
-                row = _as_failed(row, stage, died)
+            if died >= MAX_DEATHS - 1:  # + the death that made this call a retry
+                row = _as_failed(row, stage, died + 1)
             parts.append(call(row))
             ray.get(ledger.finish.remote(stage, [key]))
         return pa.concat_tables(parts, promote_options="default")

@@ -291,8 +291,19 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
             }, spec, actors, num_gpus, num_cpus)
         branches.append(branch)
     dataset = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
-    tasks = _task_pool(total_blocks)
-    for stage in post:
-        dataset = dataset.map_batches(guard(stage), batch_size=1, num_cpus=resources.read_cpus, batch_format="pyarrow",
-                                      compute=tasks, runtime_env=worker_env)
+    dataset = dataset.map_batches(guard(_PostStages(post)), batch_size=1, num_cpus=resources.read_cpus,
+                                  batch_format="pyarrow", compute=_task_pool(total_blocks), runtime_env=worker_env)
     yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+
+
+class _PostStages:
+    """Colour → metrics → encode and write, one call per batch: what Ray Data would fuse into one task
+    anyway, as one callable so the crash ledger (:mod:`raysr.job.crashes`) is asked once per item, not thrice."""
+
+    def __init__(self, stages: list) -> None:
+        self.stages = stages
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        for stage in self.stages:
+            batch = stage(batch)
+        return batch

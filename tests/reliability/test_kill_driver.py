@@ -114,13 +114,19 @@ def _check_no_partial_finals(out: Path, reference: Path) -> None:
         assert path.read_bytes() == (reference / path.relative_to(out)).read_bytes(), f"partial or wrong {path}"
 
 
-def test_driver_killed_at_several_points_then_resumed(ray_cluster, tmp_path, photo, figures):
+def _inputs_and_model(tmp_path: Path, photo, side: int) -> tuple[Path, Path]:
+    """ITEMS crops of ``side`` px and a small random Compact model: a real run, a few seconds long."""
     root = tmp_path / "in"
     root.mkdir()
     for index in range(ITEMS):
-        cv2.imwrite(str(root / f"i{index}.png"), photo[index * 40: index * 40 + 64, 100:164])
+        cv2.imwrite(str(root / f"i{index}.png"), photo[index * 40: index * 40 + side, 100:100 + side])
     model = tmp_path / "tiny.pth"
     torch.save({"params_ema": compact_state(num_conv=8, num_feat=32)}, model)
+    return root, model
+
+
+def test_driver_killed_at_several_points_then_resumed(ray_cluster, tmp_path, photo, figures):
+    root, model = _inputs_and_model(tmp_path, photo, 64)
     job = {"name": "kill-driver", "inputs": [str(root)], "output": {"path": str(tmp_path / "out")},
            "model": str(model), "engine": {"precision": "fp32"}, "stages": {"metrics": False}}
     job_file = tmp_path / "job.yaml"
@@ -183,12 +189,7 @@ def test_driver_killed_at_several_points_then_resumed(ray_cluster, tmp_path, pho
 ], ids=["ctrl-c", "sigterm-own-ray", "sigterm-on-a-cluster"])
 def test_a_driver_stopped_by_a_signal_records_its_rows_and_frees_its_lease(ray_cluster, tmp_path, photo, stop,
                                                                            joined, exit_codes):
-    root = tmp_path / "in"
-    root.mkdir()
-    for index in range(ITEMS):
-        cv2.imwrite(str(root / f"i{index}.png"), photo[index * 40: index * 40 + 96, 100:196])
-    model = tmp_path / "tiny.pth"
-    torch.save({"params_ema": compact_state(num_conv=8, num_feat=32)}, model)
+    root, model = _inputs_and_model(tmp_path, photo, 96)
     job_file = tmp_path / "job.yaml"
     args = ("--address", ray_cluster.address) if joined else ()
     # Rows reach the driver a little after their outputs are written, so a stop can come before any
