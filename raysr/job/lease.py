@@ -87,6 +87,9 @@ class Lease:
     run_id: str
     ttl_s: float = DEFAULT_TTL_S
     expires_at: float = 0.0
+    #: The run whose lease this one replaced (it ended without releasing it), else None: what a
+    #: writer of that run left half-written may still lie in the output.
+    took_over_from: str | None = None
     _renewed_at: float = 0.0
 
     def _payload(self) -> bytes:
@@ -121,6 +124,7 @@ class Lease:
         if not create_exclusive(self.uri, self._payload()):
             raise LeaseHeldError(f"another run took over the lease of dead run {holder.get('run_id')} at "
                                  f"{self.uri} first")
+        self.took_over_from = str(holder.get("run_id"))
         return self
 
     def _holder(self) -> dict:

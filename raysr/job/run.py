@@ -26,11 +26,12 @@ from raysr.job.spec import JobSpec
 from raysr.job.videos import VideoJoins
 from raysr.manifest import ManifestWriter, read_outcomes, save_outcomes
 from raysr.models.registry import get_spec, is_registered
-from raysr.sinks.write import UnwritableStreak, colliding_outputs
+from raysr.sinks.write import UnwritableStreak, colliding_outputs, sweep_partials
 from raysr.sources.listing import list_local
 from raysr.stages._batch import batch_of
 from raysr.stages.read import RESUME_COLUMNS
 from raysr.stages.write import finish
+from raysr.storage import is_s3
 from raysr.weights.resolve import resolve_weights
 
 
@@ -166,11 +167,21 @@ def run_job(spec: JobSpec, address: str | None = None, dry_run: bool = False,
     weights = _weights_by_route(spec)
     chain_digests = _chain_digests(spec)
     lease = None if dry_run else Lease(lease_uri(spec), run_id).acquire()
+    if lease is not None and lease.took_over_from is not None and not is_s3(spec.output.path):
+        _sweep_partials(spec, lease.took_over_from)
     try:
         return _run(spec, address, dry_run, progress, report, (weights, chain_digests), lease, started)
     finally:
         if lease is not None:
             lease.release()
+
+
+def _sweep_partials(spec: JobSpec, dead_run: str) -> None:
+    """Remove what the writers of ``dead_run`` were killed in the middle of (S3 puts are whole or absent)."""
+    removed = sweep_partials(spec.output.path)
+    if removed:
+        _LOG.warning("removed %d partial files left in %s by run %s, which died while writing them",
+                     removed, spec.output.path, dead_run)
 
 
 def _process(spec: JobSpec, probed: pa.Table | None, rows_per_part: int, emit: Callable[[list[dict]], None]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path, PurePosixPath
 
@@ -11,6 +12,9 @@ from pathlib import Path, PurePosixPath
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _TMP_SUFFIX = ".raysr-tmp"
+#: Work folders of writers that build an output in several files (the video segment store):
+#: :func:`sweep_partials` removes those a killed run left.
+WORK_FOLDER_PREFIX = ".raysr-segment-"
 
 
 _STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
@@ -140,6 +144,27 @@ def write_atomic(path: str | Path, data: bytes, *, root: str | Path | None = Non
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return len(data)
+
+
+def sweep_partials(root: str | Path) -> int:
+    """Remove what writers killed mid-write left under a local output ``root``; returns how many.
+
+    Those are the hidden ``.*.raysr-tmp`` files of :func:`write_atomic` (and of a copy across
+    file systems) and the ``.raysr-segment-*`` work folders of the video segment store, partial
+    encodes that can be large. Call it only while holding the output's lease, after a run that
+    died without releasing it: nothing else writes there then.
+    """
+    removed = 0
+    for folder, subfolders, files in os.walk(root):
+        for name in files:
+            if name.startswith(".") and name.endswith(_TMP_SUFFIX):
+                Path(folder, name).unlink(missing_ok=True)
+                removed += 1
+        for name in [name for name in subfolders if name.startswith(WORK_FOLDER_PREFIX)]:
+            shutil.rmtree(Path(folder, name), ignore_errors=True)
+            subfolders.remove(name)  # not walked: just removed
+            removed += 1
+    return removed
 
 
 def colliding_outputs(pairs: list[tuple[str, str]]) -> dict[str, str]:

@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from raysr.sinks.write import WORK_FOLDER_PREFIX
 from raysr.storage import is_s3, publish_file, read_bytes, size_of, write_bytes
 from raysr.video.options import EncodeOptions
 from raysr.video.probe import Segment
@@ -70,7 +71,7 @@ class SegmentStore:
         ``temporal_strength``, ``warm_up_fn``: see :func:`raysr.video.segment.encode_segment`.
         """
         video, record_uri = self._uris(segment)
-        work = Path(tempfile.mkdtemp(prefix=".raysr-segment-", dir=None if self.remote else self._local_folder()))
+        work = Path(tempfile.mkdtemp(prefix=WORK_FOLDER_PREFIX, dir=None if self.remote else self._local_folder()))
         try:
             partial = work / Path(video).name
             encoded = encode_segment(source, segment, upscale_fn, options, partial, temporal_strength, warm_up_fn)

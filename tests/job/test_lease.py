@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import pytest
 
 from raysr.job.lease import Lease, LeaseHeldError, _machine, _started_ticks
@@ -15,6 +16,7 @@ from raysr.job.spec import parse_spec
 def test_a_second_run_is_refused_while_the_first_holds_the_lease(tmp_path):
     uri = str(tmp_path / "out" / "_raysr" / "lease.json")
     first = Lease(uri, "run-1").acquire()
+    assert first.took_over_from is None
     with pytest.raises(LeaseHeldError, match="run run-1 on .* is processing this output"):
         Lease(uri, "run-2").acquire()
     first.release()
@@ -25,7 +27,7 @@ def test_an_expired_lease_of_a_dead_run_is_taken_over(tmp_path):
     uri = tmp_path / "lease.json"
     uri.write_text(json.dumps({"run_id": "dead", "host": "h", "pid": 1, "expires_at": time.time() - 1}))
     lease = Lease(str(uri), "alive").acquire()
-    assert json.loads(uri.read_text())["run_id"] == "alive"
+    assert json.loads(uri.read_text())["run_id"] == "alive" and lease.took_over_from == "dead"
     lease.release()
     assert not uri.exists()
 
@@ -101,6 +103,27 @@ def test_run_job_fails_fast_when_the_output_is_leased(tmp_path):
     with pytest.raises(LeaseHeldError, match="nightly-1"):
         run_job(spec, progress=False)
     held.release()
+
+
+def test_a_run_that_takes_over_a_dead_runs_lease_removes_its_partial_files(ray_cluster, tmp_path, photo,
+                                                                            exited_pid, caplog):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    cv2.imwrite(str(inputs / "a.png"), photo[:32, :32])
+    partial_file = out / "sub" / ".b.png.k3j2x9.raysr-tmp"
+    partial_segment = out / "_raysr" / "segments" / "v1" / ".raysr-segment-q8a" / "seg.mkv"
+    for path in (partial_file, partial_segment):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"half")
+    spec = parse_spec({"name": "j", "inputs": [str(inputs)], "output": {"path": str(out)}, "model": "bicubic"})
+    (out / "_raysr" / "lease.json").write_text(json.dumps(
+        {"run_id": "killed", **_machine(), "pid": exited_pid, "pid_started": 1, "expires_at": time.time() + 600}))
+    with caplog.at_level(logging.WARNING, logger="raysr.job.run"):
+        report = run_job(spec, progress=False)
+    assert report.counts["ok"] == 1
+    assert not partial_file.exists() and not partial_segment.parent.exists()
+    assert "removed 2 partial files" in caplog.text and "by run killed" in caplog.text
+    assert (out / "sub").is_dir() and (out / "_raysr" / "segments" / "v1").is_dir()  # only the partials go
 
 
 def test_the_lease_works_on_s3(s3_bucket):

@@ -16,6 +16,7 @@ from raysr.sinks.write import (
     UnwritableStreak,
     as_store_fault,
     output_relpath,
+    sweep_partials,
     write_atomic,
 )
 
@@ -97,6 +98,20 @@ def test_failed_write_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_atomic(target, b"new")
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["x.png"]
+
+
+def test_sweep_partials_removes_only_what_killed_writers_left(tmp_path):
+    kept = [tmp_path / "a.png", tmp_path / "deep" / "er" / "b.png", tmp_path / ".hidden-by-the-user",
+            tmp_path / "c.raysr-tmp", tmp_path / "_raysr" / "segments" / "v" / "0000.mkv"]
+    partials = [tmp_path / ".a.png.x1y2.raysr-tmp", tmp_path / "deep" / "er" / ".b.png.z9.raysr-tmp",
+                tmp_path / "_raysr" / "segments" / "v" / ".raysr-segment-k2" / "0001.mkv"]
+    for path in kept + partials:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert sweep_partials(tmp_path) == 3
+    assert all(path.exists() for path in kept)
+    assert not any(path.exists() for path in partials) and not partials[-1].parent.exists()
+    assert sweep_partials(tmp_path) == 0
 
 
 def test_write_long_name(tmp_path):
