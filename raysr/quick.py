@@ -111,6 +111,22 @@ def _read_image(item: InputItem):
     return decode_image(Path(item.uri).read_bytes(), item.uri)
 
 
+def _upscale_video(item: InputItem, target: Path, upscaler: Upscaler, temporal_strength: float) -> Future:
+    """One video, done on this thread; a finished future, as an image's write is, for the same settling."""
+    from raysr.video import upscale_video  # PyAV: the `video` extra
+
+    done: Future = Future()
+    try:
+        upscale_video(item.uri, target, lambda frame: upscaler.upscale(frame).image,
+                      temporal_strength=temporal_strength)
+        done.set_result(None)
+    except OSError as error:  # a full or read-only output store stops the run, as for images
+        done.set_exception(as_store_fault(error, str(target)))
+    except Exception as error:  # noqa: BLE001 - settled (and judged) by the caller
+        done.set_exception(error)
+    return done
+
+
 def upscale_path(
     input_path: str | Path,
     output_path: str | Path,
@@ -197,11 +213,7 @@ def upscale_path(
                 if isinstance(target, str):
                     raise UnsafePathError(target)
                 if is_video(item.uri):
-                    from raysr.video import upscale_video  # PyAV: the `video` extra
-
-                    upscale_video(item.uri, target, lambda frame: upscaler.upscale(frame).image,
-                                  temporal_strength=temporal_strength)
-                    report.ok += 1
+                    settle(item, _upscale_video(item, target, upscaler, temporal_strength))
                     continue
                 decoded = pending_reads.pop(index).result()
                 result = upscaler.upscale(decoded.pixels)

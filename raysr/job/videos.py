@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from raysr.job.spec import JobSpec
+from raysr.sinks.write import OutputUnwritableError, as_store_fault
 from raysr.stages._batch import Row, fail
 from raysr.storage import is_s3, publish_file, size_of
 from raysr.video.errors import INPUT_FAULTS, VideoError
@@ -126,6 +127,8 @@ class VideoJoins:
             failed = f"{len(video.errors)} of {len(video.segments)} segments failed ({message})"
             if kind in INPUT_FAULTS:  # the file itself: a re-run would fail the same way
                 return self._fail(item_id, VideoError(kind, failed, video.row.get("input_uri")), stage="upscale")
+            if kind == OutputUnwritableError.kind:  # counts toward the streak that stops the run
+                return self._fail(item_id, OutputUnwritableError(failed), stage="upscale")
             return self._fail(item_id, RuntimeError(f"{failed}; re-run the job to redo only the failed segments"),
                               stage="upscale")
         row = video.row
@@ -133,7 +136,7 @@ class VideoJoins:
             with tempfile.TemporaryDirectory(prefix="raysr-join-") as work:
                 result, output_size = self._join_in(video, Path(work))
         except Exception as error:  # noqa: BLE001 - the video fails, the job goes on
-            return self._fail(item_id, error, stage="write")
+            return self._fail(item_id, as_store_fault(error, row["output_uri"]), stage="write")
         video.store.remove()
         del self.videos[item_id]
         row.update(video.seconds, status="ok", frames_out=result.frames, segments=result.segments,

@@ -32,12 +32,32 @@ class OutputUnwritableError(OSError):
 
 def as_store_fault(error: BaseException, output_uri: str) -> BaseException:
     """``error`` from writing ``output_uri``, as an :class:`OutputUnwritableError` when the output store,
-    not the item, is at fault (no space, quota, read-only, permission denied locally or on S3)."""
+    not the item, is at fault (no space, quota, read-only, permission denied locally or on S3).
+
+    An error that names a file neither in ``output_uri``'s folder nor above it (the source, a
+    scratch file in /tmp) is not the output store's and is returned as it is.
+    """
+    if not _on_the_way_to(getattr(error, "filename", None), output_uri):
+        return error
     missing_bucket = isinstance(error, FileNotFoundError) and output_uri.startswith("s3://")  # NoSuchBucket
-    if isinstance(error, PermissionError) or missing_bucket or (isinstance(error, OSError) and error.errno in _STORE_ERRNOS):
+    if refused_by_store(error) or missing_bucket:
         return OutputUnwritableError(f"cannot write {output_uri}: {error}; free space or fix the permissions where "
                                      "the outputs go, then run again (finished items are kept)")
     return error
+
+
+def refused_by_store(error: BaseException) -> bool:
+    """A write refused by where it goes (no space, quota, read-only, not permitted), whoever wrote:
+    writers that wrap their errors (the video muxers) let these through as they are."""
+    return isinstance(error, PermissionError) or (isinstance(error, OSError) and error.errno in _STORE_ERRNOS)
+
+
+def _on_the_way_to(filename: object, output_uri: str) -> bool:
+    """``filename`` (an error's, may be None) is in the folder of ``output_uri`` or one of its parents."""
+    if not isinstance(filename, str):
+        return True  # unnamed: judged by the error alone
+    folder, filename = os.path.dirname(output_uri.rstrip("/")), filename.rstrip("/")
+    return filename.startswith(folder + "/") or (folder + "/").startswith(filename + "/")
 
 
 class OutputsStoppedError(RuntimeError):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from raysr.engine import EngineOptions
 from raysr.job.spec import DiffusionSpec, FacesSpec, VideoSpec
 from raysr.models.registry import get_spec, is_registered
+from raysr.sinks.write import as_store_fault
 from raysr.stages._batch import Batch, Row, decode_input, fail, map_rows, pack_pixels, pending, timed, worker_ids
 
 if TYPE_CHECKING:
@@ -144,7 +145,7 @@ class UpscaleStage:
                 row.update(face_model=self.face_model, face_count=video_faces.restored_count,
                            faces=json.dumps(video_faces.summary(), separators=(",", ":")))
         except Exception as error:  # noqa: BLE001
-            return fail(row, "upscale", error)
+            return fail(row, "upscale", as_store_fault(error, row["segment_dir"]))
         return row
 
     def _video_faces(self):

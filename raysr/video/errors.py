@@ -4,7 +4,9 @@ Every refusal of a video input is a :class:`VideoError` whose ``kind`` a manifes
 row can record (``error_type``) and whose message names the file, says what is
 wrong and what to try. PyAV/FFmpeg errors never leave this package unwrapped,
 except the upscale callable's own errors, which keep their type (the engine's
-``kind``) and gain a note naming the file and the frame.
+``kind``) and gain a note naming the file and the frame, and a write the output's
+store refused (a full disk: :func:`raysr.sinks.write.refused_by_store`), which is
+no fault of the video and stays the ``OSError`` it is.
 """
 
 from __future__ import annotations

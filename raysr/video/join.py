@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import av
 import numpy as np
 
+from raysr.sinks.write import refused_by_store
 from raysr.video.errors import VideoError
 from raysr.video.probe import VideoInfo
 from raysr.video.segment import EncodedSegment, stored_pts_offset
@@ -84,6 +85,8 @@ def join_segments(
     try:
         out = av.open(str(output), "w", format=format)
     except (ValueError, av.error.FFmpegError) as error:
+        if refused_by_store(error):  # a read-only or full output, not the name
+            raise
         raise VideoError("join_failed", f"{output}: no container for this name ({error}); use .mkv, .mp4 or "
                          ".mov, or pass format=", output) from error
     muxer = out.format.name
@@ -106,6 +109,8 @@ def join_segments(
                     out.mux(packet)
                 out.close()
             except av.error.FFmpegError as error:
+                if refused_by_store(error):  # a full disk, not the muxer: the caller judges it
+                    raise
                 raise VideoError("join_failed", f"{output}: the {muxer} muxer refused the streams "
                                  f"(FFmpeg: {error}); write .mkv, which holds every codec and layout",
                                  output) from error

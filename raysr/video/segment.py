@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
+from raysr.sinks.write import refused_by_store
 from raysr.video._overlap import BackgroundSink, prefetch
 from raysr.video.errors import VideoError, decoding
 from raysr.video.frames import FrameConversion, frame_to_rgb, plan_conversion, rgb_to_frame
@@ -322,6 +323,8 @@ class _Encoder:
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
         except av.error.FFmpegError as error:
+            if refused_by_store(error):  # a full disk, not the encoder: the caller judges it
+                raise
             raise VideoError("encode_failed", f"{self.label}: the {self.options.codec} encoder failed "
                              f"({error}); check EncodeOptions (codec, preset, pix_fmt)", self.source) from error
 

@@ -20,6 +20,7 @@ from raysr.manifest import latest_outcomes, read_manifest
 from raysr.sinks.write import OutputsStoppedError
 
 ITEMS = 120
+VIDEOS = 40
 
 
 @pytest.fixture
@@ -80,3 +81,51 @@ def test_raysr_upscale_stops_on_a_full_disk_too(tmp_path, small_disk):
                      on_error=failures.append)
     assert 16 <= len(failures) < 60 - 1  # stopped: not every image after the disk filled was tried
     assert all("free space" in line for line in failures)
+
+
+def test_a_full_disk_stops_a_run_of_videos_and_the_next_run_finishes_them(ray_cluster, tmp_path, small_disk):
+    from clips import write_clip
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(VIDEOS):
+        write_clip(inputs / f"v{index:02d}.mp4", frames=24, size=(64, 48), fps=24, gop=12, audio=None)
+    manifest = tmp_path / "manifest"
+    job = {"name": "full-video", "inputs": [str(inputs)], "output": {"path": str(small_disk / "out")},
+           "manifest": str(manifest), "model": "bicubic", "stages": {"metrics": False},
+           "video": {"codec": "libx264", "crf": 18, "preset": "ultrafast", "segment_seconds": 0.5}}
+
+    with pytest.raises(OutputsStoppedError, match=r"in a row could not be written.*No space left on device"):
+        run_job(parse_spec(job), address=ray_cluster.address, progress=False)
+
+    rows = [row for row in read_manifest(str(manifest)).to_pylist() if row["segment_index"] is None]
+    written = [row for row in rows if row["status"] == "ok"]
+    unwritable = [row for row in rows if row["error_type"] == "output_unwritable"]
+    assert written and len(unwritable) >= 16, [(row["status"], row["error_message"]) for row in rows]
+    assert len(rows) < VIDEOS, "the run went through every video after its disk filled"
+    assert all("free space" in row["error_message"] for row in unwritable)
+    print(f"\nfull disk, {VIDEOS} videos: stopped after {len(written)} written + {len(unwritable)} unwritable rows")
+
+    subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)
+    report = run_job(parse_spec(job), address=ray_cluster.address, progress=False)
+    assert report.counts["skipped"] == len(written) and report.counts["ok"] == VIDEOS - len(written)
+    assert not [path for path in small_disk.rglob("*") if ".raysr-segment" in path.name], "segment work left behind"
+
+
+def test_raysr_upscale_stops_on_a_full_disk_with_videos_too(tmp_path, small_disk):
+    from clips import write_clip
+    from raysr.engine import EngineOptions
+    from raysr.models.load import load_model
+    from raysr.quick import upscale_path
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for index in range(VIDEOS):
+        write_clip(inputs / f"v{index:02d}.mp4", frames=24, size=(64, 48), fps=24, gop=12, audio=None)
+    (small_disk / "ballast").write_bytes(bytes(800 * 1024))  # room for a few of the ~22 KB outputs
+    failures: list[str] = []
+    with pytest.raises(OutputsStoppedError, match=r"in a row could not be written.*No space left on device"):
+        upscale_path(inputs, small_disk / "out", load_model("bicubic"), EngineOptions(), progress=False,
+                     on_error=failures.append)
+    assert 16 <= len(failures) < VIDEOS - 1
+    assert all("free space" in line for line in failures), failures

@@ -139,6 +139,11 @@ def test_write_refuses_a_symlinked_folder_leading_outside_root(tmp_path):
     (PermissionError("s3://b/a.png: PUT failed: AccessDenied: Access Denied"), "s3://b/a.png", True),
     (FileNotFoundError("s3://b/a.png: PUT failed: NoSuchBucket"), "s3://b/a.png", True),
     (OSError(errno.ENAMETOOLONG, "File name too long"), "/out/a.png", False),  # one item's name
+    (OSError(errno.ENOSPC, "No space", "/out/x/.a.png.k2.raysr-tmp"), "/out/x/a.png", True),  # its temp file
+    (PermissionError(errno.EACCES, "Permission denied", "/out"), "/out/x/a.png", True),  # making its folder
+    (OSError(errno.ENOSPC, "No space", "/out/seg/v/.raysr-segment-1/0.mkv"), "/out/seg/v", True),
+    (PermissionError(errno.EACCES, "Permission denied", "/in/film.mp4"), "/out/seg/v", False),  # the source
+    (OSError(errno.ENOSPC, "No space", "/tmp/raysr-join-1/film.mkv"), "/out/film.mkv", False),  # node scratch
     (FileNotFoundError("gone"), "/out/a.png", False),
     (ValueError("cannot encode"), "/out/a.png", False),
 ])
