@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from raysr.engine import EngineOptions, Upscaler
-from raysr.engine.precision import CompiledForward, PrecisionPlan, pick_device, plan_precision, prepare_module
+from raysr.engine.precision import (CompiledForward, PrecisionPlan, cpu_supports_bf16, pick_device, plan_precision,
+                                    prepare_module)
 from raysr.engine.tiling import plan_axis
 from raysr.models.load import LoadedModel, load_model
 from raysr.models.registry import get_spec
@@ -229,13 +230,16 @@ def bench_engine(size: int = 128, repeats: int = 3, weights_dir=None, tile: int 
 
 
 def gemm_peaks(device: torch.device, size: int = 2048) -> dict:
-    """GEMM ceilings in GMAC/s: fp32 and the half type this device runs fast (bf16 on CPU, fp16 on CUDA)."""
-    half, half_name = (torch.float16, "fp16") if device.type == "cuda" else (torch.bfloat16, "bf16")
-    return {
-        "peak_source": f"measured torch.matmul {size}x{size}x{size}, best of 5 (not a datasheet figure)",
-        "peak_fp32_gmacs_per_s": round(gemm_peak_gmacs(torch.float32, device, size), 1),
-        f"peak_{half_name}_gmacs_per_s": round(gemm_peak_gmacs(half, device, size), 1),
-    }
+    """GEMM ceilings in GMAC/s: fp32, and the half type this device runs fast: fp16 on CUDA, bf16 on a
+    CPU with native bf16. Other CPUs get none: their bf16 matmul is an emulated path ~50× slower
+    than fp32 (a 2048³ one takes ~20 s), which raysr never runs (``auto`` picks fp32 there)."""
+    peaks = {"peak_source": f"measured torch.matmul {size}x{size}x{size}, best of 5 (not a datasheet figure)",
+             "peak_fp32_gmacs_per_s": round(gemm_peak_gmacs(torch.float32, device, size), 1)}
+    if device.type == "cuda":
+        peaks["peak_fp16_gmacs_per_s"] = round(gemm_peak_gmacs(torch.float16, device, size), 1)
+    elif cpu_supports_bf16():
+        peaks["peak_bf16_gmacs_per_s"] = round(gemm_peak_gmacs(torch.bfloat16, device, size), 1)
+    return peaks
 
 
 def bench_forward(model: str = "RealESRGAN_x4plus", size: tuple[int, int] = (512, 512), batch: int = 1,
@@ -292,8 +296,8 @@ def bench_forward(model: str = "RealESRGAN_x4plus", size: tuple[int, int] = (512
         results["cuda_max_allocated_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     peaks = gemm_peaks(device)
     results.update(peaks)
-    half_peak = next(value for key, value in peaks.items() if key.startswith("peak_") and "fp32" not in key
-                     and key.endswith("gmacs_per_s"))
+    half_peak = next((value for key, value in peaks.items() if key.startswith("peak_") and "fp32" not in key
+                      and key.endswith("gmacs_per_s")), peaks["peak_fp32_gmacs_per_s"])  # no fast half type: fp32's
     best = max(results.get(f"{name}_gmacs_per_s", 0) for name in variants)
     results["best_over_half_gemm_peak"] = round(best / half_peak, 3)
     return results

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 from factories import compact_state, rrdbnet_state
-from raysr.bench.engine import bench_forward, bench_photo, gemm_peak_gmacs, macs_per_input_px, window_plan
+from raysr.bench.engine import bench_forward, bench_photo, gemm_peak_gmacs, gemm_peaks, macs_per_input_px, window_plan
 from raysr.engine import EngineOptions
+from raysr.engine.precision import cpu_supports_bf16
 from raysr.models.load import load_model
 
 
@@ -30,6 +31,13 @@ def test_macs_per_pixel_counts_convolutions(save_state):
 
 def test_gemm_peak_is_positive():
     assert gemm_peak_gmacs(torch.float32, torch.device("cpu"), size=64, repeats=1) > 0
+
+
+def test_the_bf16_peak_is_measured_only_on_a_cpu_that_runs_bf16_natively():
+    # Elsewhere a 2048³ bf16 matmul is emulated: ~20 s each, and a figure raysr never runs at.
+    peaks = gemm_peaks(torch.device("cpu"), size=64)
+    assert peaks["peak_fp32_gmacs_per_s"] > 0
+    assert ("peak_bf16_gmacs_per_s" in peaks) == cpu_supports_bf16()
 
 
 def test_bench_forward_times_eager_nchw_and_compiled(save_state):
