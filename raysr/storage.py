@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from raysr.sinks.write import output_relpath, write_atomic
+from raysr.sinks.write import output_relpath, partial_path, write_atomic
 
 
 def is_s3(uri: str) -> bool:
@@ -55,7 +55,7 @@ def publish_file(path: str | Path, uri: str) -> int:
     if os.stat(path).st_dev == os.stat(target.parent).st_dev:
         os.replace(path, target)
     else:
-        partial = target.with_name(f".{target.name}.raysr-tmp")
+        partial = partial_path(target)
         shutil.copyfile(path, partial)
         os.replace(partial, target)
     return target.stat().st_size

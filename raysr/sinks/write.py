@@ -166,11 +166,18 @@ def write_atomic(path: str | Path, data: bytes, *, root: str | Path | None = Non
     return len(data)
 
 
+def partial_path(path: str | Path) -> Path:
+    """The hidden name beside ``path`` that a writer builds a whole file under before the rename that
+    publishes it; :func:`sweep_partials` removes those a killed writer left, and listings skip them."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{_TMP_SUFFIX}")
+
+
 def sweep_partials(root: str | Path) -> int:
     """Remove what writers killed mid-write left under a local output ``root``; returns how many.
 
-    Those are the hidden ``.*.raysr-tmp`` files of :func:`write_atomic` (and of a copy across
-    file systems) and the ``.raysr-segment-*`` work folders of the video segment store, partial
+    Those are the hidden ``.*.raysr-tmp`` files of :func:`write_atomic` and :func:`partial_path`
+    (a copy across file systems, a joined video before its check) and the ``.raysr-segment-*`` work folders of the video segment store, partial
     encodes that can be large. Call it only while holding the output's lease, after a run that
     died without releasing it: nothing else writes there then.
     """

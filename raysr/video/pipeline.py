@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from raysr.sinks.write import partial_path
 from raysr.video.errors import VideoError
 from raysr.video.join import JoinResult, join_segments
 from raysr.video.options import EncodeOptions
@@ -128,7 +129,7 @@ def finish_video(source: str | os.PathLike[str], info: VideoInfo, encoded: list[
     started = time.perf_counter()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(f".{output.name}.partial")
+    partial = partial_path(output)  # format given: the muxer does not guess it from this name
     try:
         join = join_segments(source, encoded, partial, format=format or _format_for(output))
         join_s = time.perf_counter() - started

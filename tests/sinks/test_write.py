@@ -16,6 +16,7 @@ from raysr.sinks.write import (
     UnwritableStreak,
     as_store_fault,
     output_relpath,
+    partial_path,
     sweep_partials,
     write_atomic,
 )
@@ -104,11 +105,12 @@ def test_sweep_partials_removes_only_what_killed_writers_left(tmp_path):
     kept = [tmp_path / "a.png", tmp_path / "deep" / "er" / "b.png", tmp_path / ".hidden-by-the-user",
             tmp_path / "c.raysr-tmp", tmp_path / "_raysr" / "segments" / "v" / "0000.mkv"]
     partials = [tmp_path / ".a.png.x1y2.raysr-tmp", tmp_path / "deep" / "er" / ".b.png.z9.raysr-tmp",
+                partial_path(tmp_path / "films" / "film.mp4"),  # a joined video before its check
                 tmp_path / "_raysr" / "segments" / "v" / ".raysr-segment-k2" / "0001.mkv"]
     for path in kept + partials:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
-    assert sweep_partials(tmp_path) == 3
+    assert sweep_partials(tmp_path) == 4
     assert all(path.exists() for path in kept)
     assert not any(path.exists() for path in partials) and not partials[-1].parent.exists()
     assert sweep_partials(tmp_path) == 0
