@@ -30,7 +30,7 @@ from raysr.stages._batch import WorkerDiedError, batch_of, fail, rows_of
 MAX_DEATHS = 2
 """Worker deaths under one item before it is failed: one may be bad luck (a neighbour's memory)."""
 
-_CAREFUL = threading.Lock()  # a batch that died before runs alone in its process: no neighbour shares the blame
+_CAREFUL = threading.Lock()  # a retried call runs alone in its process: no neighbour shares the blame
 _ledgers: dict[str, Any] = {}
 
 
@@ -85,7 +85,7 @@ def _ledger():
     if name not in _ledgers:
         try:
             _ledgers[name] = ray.get_actor(name)
-        except ValueError:  # a stage called outside a raysr run (tests, benches): no guard
+        except ValueError:  # Ray is up, but no raysr run started a ledger in this job
             _ledgers[name] = None
     return _ledgers[name]
 

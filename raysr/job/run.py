@@ -167,9 +167,9 @@ def run_job(spec: JobSpec, address: str | None = None, dry_run: bool = False,
     weights = _weights_by_route(spec)
     chain_digests = _chain_digests(spec)
     lease = None if dry_run else Lease(lease_uri(spec), run_id).acquire()
-    if lease is not None and lease.took_over_from is not None and not is_s3(spec.output.path):
-        _sweep_partials(spec, lease.took_over_from)
     try:
+        if lease is not None and lease.took_over_from is not None and not is_s3(spec.output.path):
+            _sweep_partials(spec, lease.took_over_from)  # inside: a sweep that fails still releases the lease
         return _run(spec, address, dry_run, progress, report, (weights, chain_digests), lease, started)
     finally:
         if lease is not None:

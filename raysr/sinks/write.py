@@ -177,8 +177,8 @@ def sweep_partials(root: str | Path) -> int:
     """Remove what writers killed mid-write left under a local output ``root``; returns how many.
 
     Those are the hidden ``.*.raysr-tmp`` files of :func:`write_atomic` and :func:`partial_path`
-    (a copy across file systems, a joined video before its check) and the ``.raysr-segment-*`` work folders of the video segment store, partial
-    encodes that can be large. Call it only while holding the output's lease, after a run that
+    (a copy across file systems, a joined video before its check) and the ``.raysr-segment-*``
+    work folders of the video segment store, partial encodes that can be large. Call it only while holding the output's lease, after a run that
     died without releasing it: nothing else writes there then.
     """
     removed = 0
