@@ -17,9 +17,12 @@ tensors; Ray Data's backpressure bounds how many are in flight.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
+import threading
 from collections.abc import Iterator
 
 import pyarrow as pa
@@ -73,6 +76,34 @@ def init_ray(address: str | None, logical_cpus: int | None = None) -> None:
 
 
 def _connect(address: str | None, logical_cpus: int | None) -> None:
+    with _sigterm_kept():
+        _init(address, logical_cpus)
+
+
+@contextlib.contextmanager
+def _sigterm_kept():
+    """After ``ray.init``, SIGTERM still unwinds the driver, and nothing aborts it 3 s later.
+
+    ``ray.init`` replaces the Python SIGTERM handler (with ``sys.exit(15)``) and, under it, its core
+    worker wraps that in abseil's failure handler, which prints a stack trace and arms ``alarm(3)``
+    that is never disarmed: a driver still recording its last manifest rows or releasing its lease
+    3 s after a scheduler's SIGTERM was killed by SIGABRT (exit 134), leaving its lease behind.
+    Reinstalling a Python handler drops abseil's wrapper; the one reinstalled is the caller's own
+    (``raysr run``'s: exit 143) if it had one, else Ray's.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        handler = before if callable(before) else signal.getsignal(signal.SIGTERM)
+        if callable(handler):
+            signal.signal(signal.SIGTERM, handler)
+
+
+def _init(address: str | None, logical_cpus: int | None) -> None:
     global _embedded_cores
     if address:
         _embedded_cores = None

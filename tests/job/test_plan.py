@@ -40,6 +40,32 @@ def test_the_driver_plans_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+
+# A driver unwinding for longer than abseil's 3 s alarm (a big manifest part to S3, a lease to
+# release) was killed by SIGABRT: exit 134 and no "unwound".
+@pytest.mark.parametrize("own_handler, exit_code", [(False, 15), (True, 143)],
+                         ids=["ray's handler", "the caller's handler"])
+def test_sigterm_unwinds_a_driver_that_started_ray_without_aborting_it(own_handler, exit_code):
+    import subprocess
+    import sys
+
+    code = f"""
+import os, signal, sys, time
+if {own_handler}:
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+from raysr.job.plan import init_ray
+init_ray(None)
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+finally:
+    time.sleep(5)
+    print("unwound", flush=True)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (exit_code, "unwound"), done.stderr[-2000:]
+
+
 @pytest.mark.parametrize("items, actors, batch, rows", [
     (12, 1, 1, 1),  # a laptop's dozen photos: one a block, outputs stream
     (3_000, 1, 1, 47),  # many small items: 64 blocks of 47 rows, not 2000 of 2
