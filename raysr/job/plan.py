@@ -70,14 +70,10 @@ def init_ray(address: str | None, logical_cpus: int | None = None) -> None:
     # ... so Ray Data's warning that its bars are off says nothing a user needs.
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     if not ray.is_initialized():
-        _connect(address, logical_cpus)
+        with _sigterm_kept():
+            _connect(address, logical_cpus)
     transport.install()  # the driver's tables (the pending items) travel as Arrow IPC too
     start_ledger()  # items that kill their worker (raysr.job.crashes)
-
-
-def _connect(address: str | None, logical_cpus: int | None) -> None:
-    with _sigterm_kept():
-        _init(address, logical_cpus)
 
 
 @contextlib.contextmanager
@@ -103,7 +99,7 @@ def _sigterm_kept():
             signal.signal(signal.SIGTERM, handler)
 
 
-def _init(address: str | None, logical_cpus: int | None) -> None:
+def _connect(address: str | None, logical_cpus: int | None) -> None:
     global _embedded_cores
     if address:
         _embedded_cores = None

@@ -40,7 +40,6 @@ def test_the_driver_plans_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-
 # A driver unwinding for longer than abseil's 3 s alarm (a big manifest part to S3, a lease to
 # release) was killed by SIGABRT: exit 134 and no "unwound".
 @pytest.mark.parametrize("own_handler, exit_code", [(False, 15), (True, 143)],
