@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import ray
+from ray.autoscaler.sdk import request_resources
 
 from raysr.job.spec import JobSpec
 
@@ -194,19 +195,18 @@ def unplaceable(bundle: dict[str, float], nodes: list[dict[str, float]]) -> str 
             f"its nodes have {'; '.join(shapes[:4]) or 'nothing'}{' …' if len(shapes) > 4 else ''}")
 
 
-def _occupy_slot() -> None:
-    """A task shaped like a model actor: it runs once a node that could hold one is up."""
-
-
 def wait_for_actor_node(bundle: dict[str, float], wait_s: float) -> None:
     """Return once some node could hold a model actor; raise :class:`PlanError` after ``wait_s``
     (at once when it is 0: a Ray that raysr started on this machine never grows).
 
-    On an autoscaling cluster the node may come: a task of the actor's shape stands for the
-    actors while it waits (the autoscaler adds nodes for pending demand, and an actor Ray
-    Data has not created yet is none). A fixed cluster never grows, so the job fails with the
-    numbers instead of waiting for ever with no item done.
+    On an autoscaling cluster the node may come: while it waits, the actor's shape is asked of
+    the autoscaler (``request_resources``; an actor Ray Data has not created yet is no demand),
+    and the request is withdrawn when the wait ends, either way. A fixed cluster never grows,
+    so the job fails with the numbers instead of waiting for ever with no item done.
     """
+    # Not a placeholder task of the actor's shape: cancelling one that is being pushed to the
+    # node that just joined trips a check in Ray 2.60's driver ("Tried to complete task that
+    # was not pending") and kills the driver.
     why = unplaceable(bundle, alive_nodes())
     if why is None:
         return
@@ -214,16 +214,14 @@ def wait_for_actor_node(bundle: dict[str, float], wait_s: float) -> None:
     if wait_s <= 0:
         raise PlanError(f"{why}; {fix}")
     _LOG.warning("%s; waiting up to %g s for one to join (resources.wait_for_node_s)", why, wait_s)
-    custom = {name: amount for name, amount in bundle.items() if name not in ("CPU", "GPU")}
-    demand = ray.remote(num_cpus=bundle["CPU"], num_gpus=bundle.get("GPU", 0), resources=custom or None,
-                        max_retries=0)(_occupy_slot).remote()
     deadline = time.monotonic() + wait_s
+    request_resources(bundles=[dict(bundle)])
     try:
         while time.monotonic() < deadline:
-            ready, _ = ray.wait([demand], timeout=min(5.0, max(0.0, deadline - time.monotonic())))
-            if ready or unplaceable(bundle, alive_nodes()) is None:
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            if unplaceable(bundle, alive_nodes()) is None:
                 _LOG.info("a node that can hold a model actor has joined")
                 return
         raise PlanError(f"{why}, and none joined in {wait_s:g} s; {fix}, or add a node that fits")
     finally:
-        ray.cancel(demand, force=False)
+        request_resources(bundles=[])

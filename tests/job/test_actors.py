@@ -139,6 +139,17 @@ def test_an_actor_larger_than_every_node_is_named_with_the_nodes_it_would_need()
     assert "nothing" in unplaceable({"CPU": 1.0}, [])
 
 
+def _autoscaler_request() -> list[dict]:
+    """What ``ray.autoscaler.sdk.request_resources`` last asked for (the v1 autoscaler's channel,
+    which the session cluster uses)."""
+    import json
+
+    from ray.autoscaler._private.constants import AUTOSCALER_RESOURCE_REQUEST_CHANNEL
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    return json.loads(_internal_kv_get(AUTOSCALER_RESOURCE_REQUEST_CHANNEL) or b"[]")
+
+
 def test_the_wait_ends_when_a_node_that_fits_joins(ray_cluster):
     """An autoscaler's node: the actor-shaped demand runs on it, and the wait returns."""
     import threading
@@ -159,12 +170,14 @@ def test_the_wait_ends_when_a_node_that_fits_joins(ray_cluster):
     waiter.start()
     time.sleep(1.0)
     assert not outcome, "returned before any node joined"
+    assert _autoscaler_request() == [{"CPU": 1.0, "late_node": 1.0}], "the autoscaler was not asked for the node"
     joined_at = time.monotonic()
     node = ray_cluster.add_node(num_cpus=1, resources={"late_node": 1})  # Ray adds nodes from the main thread
     try:
         waiter.join(timeout=90)
         assert outcome and outcome[0][0] == "returned", outcome
         assert outcome[0][1] - joined_at < 60
+        assert _autoscaler_request() == [], "the request outlived the wait and would keep a node up"
     finally:
         ray_cluster.remove_node(node)
 
@@ -179,6 +192,7 @@ def test_the_wait_gives_up_with_the_numbers_on_a_cluster_that_does_not_grow(ray_
                                         r"and none joined in 1 s; lower resources.cpus_per_actor"):
         wait_for_actor_node({"CPU": 4.0, "GPU": 1.0}, wait_s=1)
     assert time.monotonic() - started < 10
+    assert _autoscaler_request() == []
 
 
 def test_without_a_wait_the_refusal_is_immediate(ray_cluster):
