@@ -33,6 +33,7 @@ import ray.data
 from raysr.job import transport
 from raysr.job.actors import PlanError, actor_bundle, actors_line, plan_actors, wait_for_actor_node
 from raysr.job.crashes import guard, start_ledger
+from raysr.job.priority import model_actors_first
 from raysr.job.spec import JobSpec
 from raysr.sources.s3 import WORKER_ENV
 from raysr.stages.color import ColorStage
@@ -274,12 +275,16 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     # The Ray raysr started on this machine has no autoscaler: nothing would join it.
     wait_for_actor_node(actor_bundle(spec, layout, num_cpus), 0 if _embedded_cores else resources.wait_for_node_s)
     branches, total_blocks = [], 0
+    model_stages = {UpscaleStage.__name__}  # how the processes that hold a model are titled
     for route, table in pending_by_route.items():
         if table.num_rows == 0:
             continue
         chain = spec.route_spec(route)
         face_stages = _face_stages(spec, route)
         ensemble_stages = [EnsembleMemberStage, BlendStage] if chain.ensemble else []
+        model_stages.update(stage.__name__ for stage in face_stages)
+        if chain.ensemble:
+            model_stages.add(EnsembleMemberStage.__name__)
         check_chain([ReadBytesStage(), UpscaleStage, *ensemble_stages, *face_stages, *post],
                     (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
         actors = layout.actors[route], layout.max_actors[route]
@@ -320,7 +325,9 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     dataset = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
     dataset = dataset.map_batches(guard(_PostStages(post)), batch_size=1, num_cpus=resources.read_cpus,
                                   batch_format="pyarrow", compute=_task_pool(total_blocks), runtime_env=worker_env)
-    yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+    # On the Ray raysr started here its other processes make way for the models (raysr.job.priority).
+    with model_actors_first(model_stages) if _embedded_cores else contextlib.nullcontext():
+        yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
 
 
 class _PostStages:
