@@ -275,7 +275,8 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
     # The Ray raysr started on this machine has no autoscaler: nothing would join it.
     wait_for_actor_node(actor_bundle(spec, layout, num_cpus), 0 if _embedded_cores else resources.wait_for_node_s)
     branches, total_blocks = [], 0
-    model_stages = {UpscaleStage.__name__}  # how the processes that hold a model are titled
+    # How the processes that hold a model are titled (a name no process of this job carries costs nothing).
+    model_stages = {UpscaleStage.__name__, EnsembleMemberStage.__name__}
     for route, table in pending_by_route.items():
         if table.num_rows == 0:
             continue
@@ -283,8 +284,6 @@ def process(pending_by_route: dict[str, pa.Table], spec: JobSpec) -> Iterator[pa
         face_stages = _face_stages(spec, route)
         ensemble_stages = [EnsembleMemberStage, BlendStage] if chain.ensemble else []
         model_stages.update(stage.__name__ for stage in face_stages)
-        if chain.ensemble:
-            model_stages.add(EnsembleMemberStage.__name__)
         check_chain([ReadBytesStage(), UpscaleStage, *ensemble_stages, *face_stages, *post],
                     (*table.column_names, *ReadBytesStage.writes, *UpscaleStage.writes))
         actors = layout.actors[route], layout.max_actors[route]

@@ -29,9 +29,8 @@ HELPERS_NICE = 19
 _UNASSIGNED_WORKER = ("ray::IDLE", "default_worker.py")
 
 
-def lower_helpers(root_pid: int, model_stages: Collection[str], nice: int = HELPERS_NICE,
-                  seen: dict[int, str] | None = None) -> list[int]:
-    """Set every thread of every Ray process below ``root_pid`` to ``nice``, except the model
+def lower_helpers(root_pid: int, model_stages: Collection[str], seen: dict[int, str] | None = None) -> list[int]:
+    """Set every thread of every Ray process below ``root_pid`` to nice 19, except the model
     actors (processes whose title names one of ``model_stages``, as Ray titles an actor
     ``ray::MapWorker(MapBatches(UpscaleStage))``) and workers not yet given work: a worker that
     was lowered keeps that niceness for life, so one that became a model actor afterwards (a
@@ -55,7 +54,7 @@ def lower_helpers(root_pid: int, model_stages: Collection[str], nice: int = HELP
         if (not _is_ray(title) or any(marker in title for marker in _UNASSIGNED_WORKER)
                 or any(stage in title for stage in model_stages)):
             continue
-        if _renice_threads(_thread_ids(pid), nice):
+        if _renice_threads(_thread_ids(pid), HELPERS_NICE):
             changed.append(pid)
     return changed
 

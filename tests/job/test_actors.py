@@ -151,7 +151,8 @@ def _autoscaler_request() -> list[dict]:
 
 
 def test_the_wait_ends_when_a_node_that_fits_joins(ray_cluster):
-    """An autoscaler's node: the actor-shaped demand runs on it, and the wait returns."""
+    """An autoscaler's node: the wait asks the autoscaler for the actor's shape, returns once a node
+    that fits has joined, and withdraws the request."""
     import threading
     import time
 
