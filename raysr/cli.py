@@ -347,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="one self-contained HTML report of a job's manifest")
     report.add_argument("path", help="manifest folder or s3:// prefix")
     report.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write")
-    report.add_argument("--sample", type=int, help="items to show before/after")
+    report.add_argument("--sample", type=int,
+                        help="images to show before/after (default 6), and as many videos on one frame each")
     report.add_argument("--thumb-px", type=int, help="thumbnail long side in px")
     report.add_argument("--crop-px", type=int, help="side of the 1:1 before/after crops in px")
     report.set_defaults(func=_cmd_report)

@@ -165,14 +165,14 @@ def thresholds(table: pa.Table) -> dict[str, tuple[str, float]]:
     return found
 
 
-def comparison_sample(table: pa.Table, count: int) -> list[dict]:
-    """Up to ``count`` image rows with an output to compare: the worst flagged first
-    (lowest ``lr_psnr``), then ok items spread evenly through the manifest."""
+def comparison_sample(table: pa.Table, count: int, kind: str = "image") -> list[dict]:
+    """Up to ``count`` rows of ``kind`` (image, video) with an output to compare: the worst
+    flagged first (lowest ``lr_psnr``), then ok items spread evenly through the manifest."""
     if count <= 0:
         return []
     done = where(table, "status", "ok", "flagged")
     done = done.filter(pc.and_kleene(pc.is_valid(done.column("output_uri")),
-                                     pc.not_equal(pc.fill_null(done.column("kind"), "image"), "video")))
+                                     pc.equal(pc.fill_null(done.column("kind"), "image"), kind)))
     flagged = where(done, "status", "flagged").sort_by([("lr_psnr", "ascending"), ("input_uri", "ascending")])
     chosen = flagged.to_pylist()[: max(count // 2, count - where(done, "status", "ok").num_rows)]
     ok = where(done, "status", "ok").sort_by([("input_uri", "ascending")]).to_pylist()

@@ -1,14 +1,17 @@
 """Thumbnails and 1:1 before/after crops as ``data:`` URIs, read through raysr's storage.
 
 Images are decoded with the job's own decoder (EXIF orientation, 16-bit, gray,
-alpha), so the report shows what the job saw. Any failure to read or decode
-becomes a :class:`Picture` with a note, never an exception: one missing output
-must not cost the whole report.
+alpha), so the report shows what the job saw; a video is compared on one frame,
+its middle one in the input and the frame shown at the same time in the output
+(raysr keeps every timestamp). Any failure to read or decode becomes a
+:class:`Picture` with a note, never an exception: one missing output must not
+cost the whole report.
 """
 
 from __future__ import annotations
 
 import base64
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -48,7 +51,11 @@ def read_rgb8(uri: str) -> np.ndarray:
     16-bit is scaled to 8-bit and alpha dropped: the report compares detail, and a
     browser shows 8-bit anyway.
     """
-    pixels = decode_image(storage.read_bytes(uri), uri).pixels
+    return _rgb8(decode_image(storage.read_bytes(uri), uri).pixels)
+
+
+def _rgb8(pixels: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, 3) or (H, W, 4), uint8 or uint16 → (H, W, 3) uint8."""
     if pixels.dtype == np.uint16:
         pixels = (pixels.astype(np.uint32) * 255 // 65535).astype(np.uint8)
     if pixels.ndim == 2:
@@ -125,9 +132,51 @@ def _load(uri: str | None) -> tuple[np.ndarray | None, Picture | None]:
 
 
 def compare(input_uri: str | None, output_uri: str | None, thumb_px: int, crop_px: int) -> Comparison:
-    """Thumbnails and 1:1 crops of one item; placeholders for whatever cannot be read."""
+    """Thumbnails and 1:1 crops of one image; placeholders for whatever cannot be read."""
     before, before_missing = _load(input_uri)
     after, after_missing = _load(output_uri)
+    return _compare(before, before_missing, after, after_missing, thumb_px, crop_px)
+
+
+@contextmanager
+def _video_source(uri: str):
+    """A path for a local video; for ``s3://``, a seekable file that reads byte ranges (the
+    decoder reads a frame's worth near the middle, not the whole object)."""
+    if not storage.is_s3(uri):
+        yield uri
+        return
+    from raysr.sources.s3 import arrow_filesystem
+
+    filesystem, path = arrow_filesystem(uri)
+    with filesystem.open_input_file(path) as handle:
+        yield handle
+
+
+def _load_frame(uri: str | None, at_s: float | None) -> tuple[np.ndarray | None, float | None, Picture | None]:
+    """A video's frame nearest ``at_s`` (None: its middle) and its time, or the placeholder saying why not."""
+    if not uri:
+        return None, None, _unreadable(uri)
+    try:
+        from raysr.video.probe import frame_near  # PyAV: the `video` extra
+
+        with _video_source(uri) as source:
+            pixels, shown_s = frame_near(source, at_s)
+        return _rgb8(pixels), shown_s, None
+    except Exception as error:  # noqa: BLE001 - missing, denied, damaged, no PyAV: all become a note
+        return None, None, _unreadable(uri, error)
+
+
+def compare_video(input_uri: str | None, output_uri: str | None, thumb_px: int,
+                  crop_px: int) -> tuple[Comparison, float | None]:
+    """Like :func:`compare`, on the input's middle frame and the output's frame shown at the same
+    time; with that time in seconds (None when the input has no readable frame)."""
+    before, shown_s, before_missing = _load_frame(input_uri, None)
+    after, _, after_missing = _load_frame(output_uri, shown_s)
+    return _compare(before, before_missing, after, after_missing, thumb_px, crop_px), shown_s
+
+
+def _compare(before: np.ndarray | None, before_missing: Picture | None, after: np.ndarray | None,
+             after_missing: Picture | None, thumb_px: int, crop_px: int) -> Comparison:
     input_thumb = before_missing or thumbnail(before, thumb_px)
     output_thumb = after_missing or thumbnail(after, thumb_px)
     if before is None or after is None:

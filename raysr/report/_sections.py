@@ -128,7 +128,8 @@ def flagged(latest: pa.Table) -> str:
     return table(columns, rows, ("uri", "msg", "num", "num", "num", ""), items.num_rows)
 
 
-def videos(latest: pa.Table) -> str:
+def videos(latest: pa.Table, sample: int, thumb_px: int, crop_px: int) -> str:
+    """The videos' table, then up to ``sample`` of them compared on one frame each."""
     items = _data.where(latest, "kind", "video").sort_by([("input_uri", "ascending")])
     if items.num_rows == 0:
         return ""
@@ -137,7 +138,9 @@ def videos(latest: pa.Table) -> str:
     rows = [(text(uri), text(status), number(fin), number(fout), number(fps, 2), number(dur, 2), number(seg),
              text(codec)) for uri, status, fin, fout, fps, dur, seg, codec in zip(*values)]
     body = table(columns, rows, ("uri", "", "num", "num", "num", "num", "num", ""), items.num_rows)
-    return section("videos", f"Videos ({items.num_rows:,}; no image comparison)", body)
+    compared = "".join(video_comparison(row, thumb_px, crop_px)
+                       for row in _data.comparison_sample(latest, sample, kind="video"))
+    return section("videos", f"Videos ({items.num_rows:,})", body + compared)
 
 
 def _picture(picture: _images.Picture | None, caption: str, pixelated: bool = False,
@@ -168,15 +171,26 @@ def _slider(comparison: _images.Comparison) -> str:
 
 
 def comparison(row: dict, thumb_px: int, crop_px: int) -> str:
-    """One sampled item: thumbnails, the 1:1 crops side by side, and the slider."""
+    """One sampled image: thumbnails, the 1:1 crops side by side, and the slider."""
     result = _images.compare(row.get("input_uri"), row.get("output_uri"), thumb_px, crop_px)
-    facts = " · ".join(f"{name} {value}" for name, value in (
-        ("status", text(row.get("status"))), ("model", text(row.get("model"))),
-        ("input", f"{row.get('width')}×{row.get('height')}"),
-        ("output", f"{row.get('output_width')}×{row.get('output_height')}"),
-        ("lr_psnr", number(row.get("lr_psnr"), 2)), ("sharpness", significant(row.get("sharpness"))),
-        ("delta_e", number(row.get("delta_e"), 2)),
-    ))
+    facts = (("model", text(row.get("model"))), ("input", f"{row.get('width')}×{row.get('height')}"),
+             ("output", f"{row.get('output_width')}×{row.get('output_height')}"),
+             ("lr_psnr", number(row.get("lr_psnr"), 2)), ("sharpness", significant(row.get("sharpness"))),
+             ("delta_e", number(row.get("delta_e"), 2)))
+    return _item(row, result, facts, "input")
+
+
+def video_comparison(row: dict, thumb_px: int, crop_px: int) -> str:
+    """One sampled video, compared on its middle frame as :func:`comparison` compares an image."""
+    result, shown_s = _images.compare_video(row.get("input_uri"), row.get("output_uri"), thumb_px, crop_px)
+    facts = (("model", text(row.get("model"))), ("frames", number(row.get("frames_out"))),
+             ("frame at", f"{number(shown_s, 3)} s"))
+    return _item(row, result, facts, "input frame")
+
+
+def _item(row: dict, result: _images.Comparison, facts: Sequence[tuple[str, str]], what: str) -> str:
+    """The HTML of one compared item: its name, facts (already escaped), pictures and slider."""
+    line = " · ".join(f"{name} {value}" for name, value in (("status", text(row.get("status"))), *facts))
     reasons = f'<p class="note">{text(row["flag_reasons"])}</p>' if row.get("flag_reasons") else ""
     # The input thumbnail is drawn as large as the output's, so the two compare at a glance.
     output_size = (result.output_thumb.width, result.output_thumb.height) if result.output_thumb.uri else None
@@ -184,10 +198,10 @@ def comparison(row: dict, thumb_px: int, crop_px: int) -> str:
              if result.crop_box else "crop")
     return (
         f'<div class="item"><h3 class="status-{text(row.get("status"))}">{text(row.get("input_uri"))}</h3>'
-        f'<div class="facts">{facts}</div>{reasons}<div class="grid">'
-        f"{_picture(result.input_thumb, 'input (nearest)', True, output_size)}"
+        f'<div class="facts">{line}</div>{reasons}<div class="grid">'
+        f"{_picture(result.input_thumb, what + ' (nearest)', True, output_size)}"
         f"{_picture(result.output_thumb, 'output')}"
-        f"{_picture(result.before_crop, 'input, bicubic: ' + where, pixelated=True)}"
+        f"{_picture(result.before_crop, what + ', bicubic: ' + where, pixelated=True)}"
         f"{_picture(result.after_crop, 'output: ' + where, pixelated=True)}"
         f"{_slider(result)}</div></div>"
     )

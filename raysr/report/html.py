@@ -71,12 +71,15 @@ def render_report(manifest_uri: str, *, sample: int = 6, thumb_px: int = 256, cr
         *_figure_sections(data, stats, figures),
         _sections.section("failures", "Failures", _sections.failures(data.latest)),
         _sections.section("flagged", "Flagged items", _sections.flagged(data.latest)),
-        _sections.videos(data.latest),
+        _sections.videos(data.latest, sample, thumb_px, crop_px),
         _sections.section("compare", "Before / after (sample)",
                           _sections.comparisons(data.latest, sample, thumb_px, crop_px)),
     ]
     nav = [("summary", "Summary"), ("throughput", "Throughput"), ("stages", "Stages"), ("load", "Load"),
-           ("metrics", "Metrics"), ("failures", "Failures"), ("flagged", "Flagged"), ("compare", "Before/after")]
+           ("metrics", "Metrics"), ("failures", "Failures"), ("flagged", "Flagged"), ("videos", "Videos"),
+           ("compare", "Before/after")]
+    has_videos = _data.where(data.latest, "kind", "video").num_rows > 0
+    nav = [(anchor, name) for anchor, name in nav if anchor != "videos" or has_videos]
     title = f"raysr report: {data.job_id or 'empty manifest'}"
     now = dt.datetime.now(dt.timezone.utc)
     subtitle = f"{manifest_uri} · generated {now:%Y-%m-%d %H:%M UTC} · raysr {__version__}"
@@ -91,7 +94,8 @@ def write_report(manifest_uri: str, out_path: str | Path, *, sample: int = 6, th
         manifest_uri: the manifest folder, local or ``s3://`` (read with
             :func:`raysr.manifest.read_manifest`; an absent one gives an empty report).
         out_path: the HTML file to write (local); its folder is created.
-        sample: ok/flagged images to show before/after (worst flagged first), >= 0.
+        sample: ok/flagged images to show before/after (worst flagged first), >= 0; as many
+            videos again, each on its middle frame.
         thumb_px: long side of embedded thumbnails, 32..2048.
         crop_px: side of the 1:1 before/after crops in output pixels, 16..1024.
 

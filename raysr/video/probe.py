@@ -15,12 +15,13 @@ import os
 from array import array
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import BinaryIO
 
 import av
 import numpy as np
 
 from raysr.video.errors import VideoError, classify_open_error, decoding, mp4_cut_off, truncated_mp4
-from raysr.video.frames import ColorTags
+from raysr.video.frames import ColorTags, frame_to_rgb, plan_conversion
 
 _DISPLAYMATRIX = "DISPLAYMATRIX"
 
@@ -135,6 +136,56 @@ def plan_segments(path: str | os.PathLike[str], target_seconds: float = 10.0) ->
     ]
 
 
+def frame_near(source: str | os.PathLike[str] | BinaryIO, at_s: float | None = None) -> tuple[np.ndarray, float]:
+    """The frame of the video stream shown nearest ``at_s``, and its time.
+
+    Args:
+        source: a path, or a seekable binary file object (an S3 object opened with pyarrow).
+        at_s: presentation time in seconds, as PyAV's ``frame.time`` counts it (the stream's
+            own start included); ``None``: the middle of the stream.
+
+    Returns:
+        (H, W, 3) RGB, uint8 for 8-bit video and uint16 (full 0–65535) for deeper, converted
+        with the matrix and range the video is tagged with (:func:`raysr.video.frames.frame_to_rgb`);
+        and the frame's presentation time in seconds. Pixels are as stored: display rotation and
+        sample aspect ratio are not applied.
+
+    Raises:
+        VideoError: the file cannot be opened or decoded, or has no video frame (its ``kind`` says which).
+
+    Example:
+        >>> before, at_s = frame_near("in/tape.mkv")        # doctest: +SKIP
+        >>> after, _ = frame_near("out/tape.mkv", at_s)    # the same moment of the upscaled copy
+    """
+    is_path = isinstance(source, (str, os.PathLike))
+    name = source if is_path else getattr(source, "name", "<file object>")
+    opened = _open(source) if is_path else _open_file(source)
+    with opened as container, decoding(name, "at a sampled frame"):
+        stream = _video_stream(name, container)
+        if at_s is None:
+            start_s = float((stream.start_time or 0) * stream.time_base)
+            duration_s = (float(stream.duration * stream.time_base) if stream.duration
+                          else (container.duration or 0) / av.time_base)
+            at_s = start_s + duration_s / 2
+        try:  # to the keyframe at or before at_s; a source that cannot seek is decoded from its start
+            container.seek(int(at_s / stream.time_base), stream=stream, backward=True)
+        except av.error.FFmpegError:
+            pass
+        best: av.VideoFrame | None = None
+        for frame in container.decode(stream):
+            if frame.time is None:
+                continue
+            if best is None or abs(frame.time - at_s) < abs(best.time - at_s):
+                best = frame
+            if frame.time > at_s:  # frames come in presentation order: later ones are further away
+                break
+        if best is None:
+            raise VideoError("zero_frames", f"{name}: no video frame could be decoded near {at_s:.3f} s; the "
+                             "video stream is empty or damaged", name)
+        conversion = plan_conversion(best.format.name, best.height, ColorTags.of(best), best.format.name)
+        return frame_to_rgb(best, conversion), float(best.time)
+
+
 # -- the scan ---------------------------------------------------------------------------
 def _open(path: object) -> av.container.InputContainer:
     if not os.path.exists(path):
@@ -149,6 +200,13 @@ def _open(path: object) -> av.container.InputContainer:
         container.close()
         raise truncated_mp4(path)
     return container
+
+
+def _open_file(handle: BinaryIO) -> av.container.InputContainer:
+    try:
+        return av.open(handle, "r")
+    except Exception as error:  # noqa: BLE001 - any open failure is a property of the file
+        raise classify_open_error(getattr(handle, "name", "<file object>"), error) from error
 
 
 def _video_stream(path: object, container: av.container.InputContainer) -> av.video.stream.VideoStream:

@@ -17,7 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
+from clips import write_clip
+
 from raysr.manifest import ManifestWriter, new_row
+from raysr.video import upscale_video
 
 HOSTILE_NAME = "<img src=x onerror=alert(1)>.png"
 HOSTILE_MESSAGE = "<script>alert(1)</script>"
@@ -30,6 +33,7 @@ class BuiltManifest:
     uri: str
     latest_counts: dict[str, int]  # status → items, by each item's latest row
     images_with_output: int  # ok/flagged images whose output exists on disk
+    videos_with_output: int  # ok/flagged videos whose output exists on disk
     missing_output: str  # the output_uri of an ok row whose file was deleted
     hostile_name: str = HOSTILE_NAME
     hostile_message: str = HOSTILE_MESSAGE
@@ -49,6 +53,16 @@ def _pair(photo: np.ndarray, root: Path, name: str, index: int) -> tuple[str, st
     small = np.ascontiguousarray(photo[y:y + 48, x:x + 48])
     big = cv2.resize(small, (48 * SCALE, 48 * SCALE), interpolation=cv2.INTER_CUBIC)
     return _save(root / "in" / name, small), _save(root / "out" / name, big), small
+
+
+def _video_pair(root: Path, name: str) -> tuple[str, str]:
+    """A 48-frame 24 fps clip (frames that differ, see ``clips.pattern``) and its real raysr
+    upscale by ``SCALE`` (nearest), timestamps kept as raysr keeps them."""
+    source, target = root / "in" / name, root / "out" / name
+    source.parent.mkdir(parents=True, exist_ok=True)
+    write_clip(source, frames=48, size=(64, 48), fps=24, audio=None)
+    upscale_video(source, target, lambda rgb: rgb.repeat(SCALE, axis=0).repeat(SCALE, axis=1))
+    return str(source), str(target)
 
 
 def _row(input_uri: str, output_uri: str | None, status: str, second: float, **extra) -> dict:
@@ -85,7 +99,8 @@ def built_manifest(tmp_path_factory, photo) -> BuiltManifest:
                      sharpness=None, delta_e=None))
     rows.append(_row(str(root / "in" / "same.png"), str(root / "out" / "same.png"), "skipped", 0.5,
                      skip_reason="unchanged", upscale_s=None, lr_psnr=None, sharpness=None, delta_e=None))
-    rows.append(_row(str(root / "in" / "tape.mkv"), str(root / "out" / "tape.mkv"), "ok", 9.0, kind="video",
+    tape_in, tape_out = _video_pair(root, "tape.mkv")
+    rows.append(_row(tape_in, tape_out, "ok", 9.0, kind="video",
                      frames_in=48, frames_out=48, fps=24.0, duration_s=2.0, segments=1, codec="h264",
                      node_id="node-b", actor_id="actor-3", lr_psnr=None, sharpness=None, delta_e=None))
     uri = str(root / "manifest")
@@ -96,7 +111,7 @@ def built_manifest(tmp_path_factory, photo) -> BuiltManifest:
     writer = ManifestWriter(uri, job_id="report-test", run_id="r2")
     writer.append(rows)
     writer.flush()
-    return BuiltManifest(uri, {"ok": 7, "flagged": 1, "error": 2, "skipped": 1}, 5 + 1, missing_output)
+    return BuiltManifest(uri, {"ok": 7, "flagged": 1, "error": 2, "skipped": 1}, 5 + 1, 1, missing_output)
 
 
 @pytest.fixture(scope="session")

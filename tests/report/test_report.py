@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from clips import nearest2x, write_clip
 from s3_fixtures import s3_bucket, s3_env, s3_proxy, s3_server  # noqa: F401
 
 from raysr import storage
@@ -19,6 +20,7 @@ from raysr.manifest import SCHEMA, ManifestWriter, new_row
 from raysr.report import write_report
 from raysr.report._data import STAGE_COLUMNS, thresholds
 from raysr.report._images import detailed_box, resized_region
+from raysr.video import upscale_video
 
 CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ("summary", "throughput", "stages", "load", "metrics", "failures", "flagged", "compare")
@@ -80,9 +82,10 @@ def test_images_embedded_as_thumbnails_and_crops(report_html, built_manifest):
     jpegs = [link for link in page.links if link.startswith("data:image/jpeg;base64,")]
     pngs = [link for link in page.links if link.startswith("data:image/png;base64,")]
     # Each comparable item: input + output thumbnails; each with an output: 2 crops + 2 slider layers.
-    assert len(jpegs) == 2 * built_manifest.images_with_output + 1  # + the input thumbnail of "gone.png"
-    assert len(pngs) == 4 * built_manifest.images_with_output
-    assert document.count('type="range"') == built_manifest.images_with_output
+    compared = built_manifest.images_with_output + built_manifest.videos_with_output
+    assert len(jpegs) == 2 * compared + 1  # + the input thumbnail of "gone.png"
+    assert len(pngs) == 4 * compared
+    assert document.count('type="range"') == compared
     assert all(len(link) < 200_000 for link in jpegs + pngs)  # bounded thumbnails
 
 
@@ -107,7 +110,11 @@ def test_failures_flagged_videos_and_thresholds(report_html):
     flagged = document[document.index('id="flagged"'):document.index('id="compare"')]
     assert "dull.png" in flagged and "lr_psnr 15.2 &lt; 20" in flagged
     assert "0.00234" in flagged  # a photo's sharpness, to significant digits (not "0.00")
-    assert 'id="videos"' in document and "h264" in document
+    videos = document[document.index('id="videos"'):document.index('id="compare"')]
+    assert "h264" in videos and 'href="#videos"' in document
+    # The 48-frame clip is compared on its middle frame, input and output at the same time.
+    assert "frame at 1.000 s" in videos and videos.count('type="range"') == 1
+    assert "input frame, bicubic: crop" in videos
     assert "flag if \\u003c 20" in document  # threshold in the histogram title (plotly's JSON escapes '<')
 
 
@@ -151,6 +158,27 @@ def test_manifest_and_images_on_s3(s3_bucket, photo, tmp_path):
     document = write_report(f"{root}/_raysr/manifest", tmp_path / "r.html").read_text()
     assert 'data-count="ok"><b>1</b>' in document and "s3job" in document
     assert document.count("data:image/jpeg;base64,") == 2 and document.count('type="range"') == 1
+    assert "#videos" not in document  # no video, no link to a section that is not there
+
+
+def test_videos_on_s3_are_compared(s3_bucket, tmp_path):
+    """A video on S3 is opened as a seekable pyarrow file, not copied to disk first."""
+    root = f"s3://{s3_bucket}/vjob"
+    source, target = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    write_clip(source, frames=48, size=(64, 48), fps=24, audio=None)
+    upscale_video(source, target, nearest2x)
+    for name, path in (("in/v.mp4", source), ("out/v.mp4", target)):
+        storage.write_bytes(f"{root}/{name}", path.read_bytes())
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    writer = ManifestWriter(f"{root}/_raysr/manifest", job_id="s3video", run_id="r1")
+    writer.append([new_row(item_id="v", input_uri=f"{root}/in/v.mp4", output_uri=f"{root}/out/v.mp4",
+                           status="ok", kind="video", frames_in=48, frames_out=48, duration_s=2.0,
+                           started_at=at, finished_at=at)])
+    writer.flush()
+    document = write_report(f"{root}/_raysr/manifest", tmp_path / "r.html").read_text()
+    videos = document[document.index('id="videos"'):document.index('id="compare"')]
+    assert "frame at 1.000 s" in videos and videos.count("data:image/jpeg;base64,") == 2
+    assert "could not read" not in videos
 
 
 # --- the pieces -----------------------------------------------------------------------------------
@@ -189,7 +217,7 @@ def test_cli_report(built_manifest, tmp_path, capsys):
     out = tmp_path / "cli" / "report.html"
     assert main(["report", built_manifest.uri, "--out", str(out), "--sample", "2"]) == 0
     assert out.is_file() and str(out) in capsys.readouterr().out
-    assert out.read_text().count('type="range"') == 2
+    assert out.read_text().count('type="range"') == 2 + 1  # two images, and the one video (up to two)
 
 
 # --- a real browser -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from raysr.video.errors import VideoError
-from raysr.video.probe import plan_segments, probe_video
+from raysr.video.probe import frame_near, plan_segments, probe_video
 
 
 def test_probe_reads_the_clip(clip):
@@ -108,3 +108,50 @@ def test_zero_frames(tmp_path):
         stream.width, stream.height = 64, 48
         _one_audio_frame(out)
     assert _kind(path) == "zero_frames"
+
+
+def _frame_index(rgb: np.ndarray, count: int) -> tuple[int, float]:
+    """Which frame of ``clips.pattern`` ``rgb`` shows (nearest by mean error), and how clearly:
+    the second-best error over the best."""
+    from clips import pattern
+
+    height, width = rgb.shape[:2]
+    errors = np.array([np.abs(rgb.astype(int) - pattern(index, width, height)).mean() for index in range(count)])
+    best, second = np.sort(errors)[:2]
+    return int(np.argmin(errors)), float(second / best)
+
+
+def test_frame_near_finds_the_same_moment_in_input_and_upscaled_output(clip, upscale2x, tmp_path):
+    from raysr.video import upscale_video
+
+    source = clip("in.mp4", frames=48, fps=24, gop=12, audio=None)
+    target = tmp_path / "out.mp4"
+    upscale_video(source, target, upscale2x)
+    for asked, expected in ((None, 24), (0.0, 0), (0.51, 12), (1.49, 36), (60.0, 47)):
+        before, shown_s = frame_near(str(source), asked)
+        index, clarity = _frame_index(before, 48)
+        assert (index, shown_s) == (expected, expected / 24) and clarity > 1.5
+        after, after_s = frame_near(str(target), shown_s)  # same time in the upscaled copy
+        assert after.shape == (96, 128, 3) and after_s == shown_s
+        assert _frame_index(after[::2, ::2], 48)[0] == expected
+
+
+def test_frame_near_reads_a_file_object_and_refuses_a_video_without_frames(clip, tmp_path):
+    source = clip("in.mkv", frames=12, fps=24, gop=4, audio=None)
+    with open(source, "rb") as handle:
+        rgb, shown_s = frame_near(handle, 0.25)
+    assert shown_s == 0.25 and _frame_index(rgb, 12)[0] == 6
+    empty = tmp_path / "zero.mkv"
+    with av.open(str(empty), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height = 64, 48
+        _one_audio_frame(out)
+    with pytest.raises(VideoError, match="no video frame could be decoded") as refused:
+        frame_near(str(empty))
+    assert refused.value.kind == "zero_frames"
+    song = tmp_path / "song.m4a"
+    with av.open(str(song), "w") as out:
+        _one_audio_frame(out)
+    with pytest.raises(VideoError) as refused:
+        frame_near(str(song))
+    assert refused.value.kind == "no_video_stream"
