@@ -244,9 +244,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_manifest_summary(args: argparse.Namespace) -> int:
-    from raysr.manifest import format_summary, read_manifest, summarize
+    from raysr.manifest import read_manifest
+    from raysr.report.summary import COLUMNS, format_summary, summarize
 
-    print(format_summary(summarize(read_manifest(args.path))))
+    print(format_summary(summarize(read_manifest(args.path, COLUMNS))))
     return 0
 
 

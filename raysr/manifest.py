@@ -244,6 +244,8 @@ def item_rows(table: pa.Table) -> pa.Table:
     """The rows that describe whole items (a video's per-segment rows left out)."""
     if table.num_rows == 0 or "segment_index" not in table.column_names:
         return table
+    if table.column("segment_index").null_count == table.num_rows:  # no video segments: no copy
+        return table
     return table.filter(pc.is_null(table.column("segment_index")))
 
 
@@ -252,12 +254,13 @@ def latest_rows(table: pa.Table) -> pa.Table:
     table = item_rows(table)
     if table.num_rows == 0:
         return table
-    order = pc.sort_indices(table, sort_keys=[("item_id", "ascending"), ("finished_at", "descending")])
-    ordered = table.take(order)
-    item_ids = ordered.column("item_id").combine_chunks()
-    # The first row of each run of equal item ids (the newest of that item), without Python rows.
+    order = pc.sort_indices(table.select(["item_id", "finished_at"]),
+                            sort_keys=[("item_id", "ascending"), ("finished_at", "descending")])
+    item_ids = table.column("item_id").take(order).combine_chunks()
+    # The first row of each run of equal item ids (the newest of that item), without Python rows;
+    # only the chosen rows are copied out of the table, once.
     first_of_item = pc.fill_null(pc.not_equal(item_ids.slice(1), item_ids.slice(0, len(item_ids) - 1)), True)
-    return ordered.filter(pa.concat_arrays([pa.array([True]), first_of_item]))
+    return table.take(order.filter(pa.concat_arrays([pa.array([True]), first_of_item])))
 
 
 def latest_outcomes(table: pa.Table) -> pa.Table:
@@ -335,64 +338,3 @@ def save_outcomes(uri: str, run_id: str, columns: tuple[str, ...]) -> Outcomes:
 def _run_of(path: str) -> str:
     """``…/run_id=<id>/part-….parquet`` → ``<id>``."""
     return path.rsplit("/", 2)[-2].removeprefix("run_id=")
-
-
-def summarize(table: pa.Table, slowest: int = 5) -> dict:
-    """Counts, throughput, failures and slowest items of the latest run in ``table``."""
-    table = item_rows(table)
-    if table.num_rows == 0:
-        return {"rows": 0}
-    runs = table.group_by("run_id").aggregate([("finished_at", "max")]).sort_by([("finished_at_max", "descending")])
-    run_id = runs.column("run_id")[0].as_py()
-    run = table.filter(pc.equal(table.column("run_id"), run_id))
-    statuses = run.column("status").to_pylist()
-    counts = {status: statuses.count(status) for status in STATUSES}
-    start = pc.min(run.column("started_at")).as_py()
-    end = pc.max(run.column("finished_at")).as_py()
-    wall_s = (end - start).total_seconds() if start and end else 0.0
-    processed = counts["ok"] + counts["flagged"] + counts["error"]
-    errors = run.filter(pc.equal(run.column("status"), "error"))
-    busy = run.filter(pc.is_valid(run.column("upscale_s"))).sort_by([("upscale_s", "descending")])
-    return {
-        "job_id": run.column("job_id")[0].as_py(),
-        "run_id": run_id,
-        "runs": runs.num_rows,
-        "rows": run.num_rows,
-        **counts,
-        "wall_s": round(wall_s, 2),
-        "items_per_s": round(processed / wall_s, 3) if wall_s > 0 else None,
-        "failures": [
-            {"input_uri": uri, "error_type": kind, "error_message": message}
-            for uri, kind, message in zip(
-                errors.column("input_uri").to_pylist(), errors.column("error_type").to_pylist(),
-                errors.column("error_message").to_pylist(),
-            )
-        ],
-        "slowest": [
-            {"input_uri": uri, "upscale_s": round(seconds, 3)}
-            for uri, seconds in zip(busy.column("input_uri").to_pylist()[:slowest], busy.column("upscale_s").to_pylist()[:slowest])
-        ],
-    }
-
-
-def _without_prefix(message: str, uri: str) -> str:
-    """Error messages start with their item's URI; the summary already shows it."""
-    return message[len(uri) + 2:] if message.startswith(f"{uri}: ") else message
-
-
-def format_summary(summary: dict) -> str:
-    if not summary.get("rows"):
-        return "manifest is empty"
-    lines = [
-        f"job {summary['job_id']}  run {summary['run_id']}  ({summary['runs']} runs in manifest)",
-        "  ".join(f"{status} {summary[status]}" for status in STATUSES) + f"  rows {summary['rows']}",
-        f"wall {summary['wall_s']} s, {summary['items_per_s']} items/s",
-    ]
-    if summary["failures"]:
-        lines.append("failures:")
-        lines += [f"  {f['input_uri']}: [{f['error_type']}] {_without_prefix(f['error_message'] or '', f['input_uri'])}"
-                  for f in summary["failures"]]
-    if summary["slowest"]:
-        lines.append("slowest:")
-        lines += [f"  {s['upscale_s']:8.3f} s  {s['input_uri']}" for s in summary["slowest"]]
-    return "\n".join(lines)

@@ -9,11 +9,9 @@ from raysr.manifest import (
     COLUMNS,
     SCHEMA,
     ManifestWriter,
-    format_summary,
     latest_rows,
     new_row,
     read_manifest,
-    summarize,
 )
 
 
@@ -59,26 +57,6 @@ def test_latest_row_per_item_wins(tmp_path):
 
 def test_missing_manifest_reads_empty(tmp_path):
     assert read_manifest(str(tmp_path / "nothing")).num_rows == 0
-    assert summarize(SCHEMA.empty_table()) == {"rows": 0}
-
-
-def test_summary_counts_failures_and_slowest(tmp_path):
-    root = str(tmp_path / "m")
-    writer = ManifestWriter(root, "job", "r1")
-    writer.append([
-        new_row(item_id="a", input_uri="/a.png", status="ok", upscale_s=2.0, started_at=_at(0), finished_at=_at(4)),
-        new_row(item_id="b", input_uri="/b.png", status="error", error_type="truncated",
-                error_message="/b.png: cut off", started_at=_at(0), finished_at=_at(1)),
-        new_row(item_id="c", input_uri="/c.png", status="skipped", started_at=_at(0), finished_at=_at(1)),
-    ])
-    writer.flush()
-    summary = summarize(read_manifest(root))
-    assert (summary["ok"], summary["error"], summary["skipped"], summary["rows"]) == (1, 1, 1, 3)
-    assert summary["failures"][0]["error_type"] == "truncated"
-    assert summary["slowest"][0]["input_uri"] == "/a.png"
-    assert summary["items_per_s"] == pytest.approx(0.5)
-    text = format_summary(summary)
-    assert "/b.png: [truncated] cut off" in text and "ok 1" in text
 
 
 def test_latest_outcome_ignores_skip_rows(tmp_path):

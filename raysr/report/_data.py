@@ -23,6 +23,15 @@ from raysr.manifest import STAGE_COLUMNS, STATUSES, item_rows, latest_rows, read
 
 # Histogram order: the issue's three first, then whichever others carry values.
 METRIC_COLUMNS: tuple[str, ...] = ("lr_psnr", "sharpness", "delta_e", "ref_psnr", "lr_ssim", "ref_ssim")
+# What the report reads of each row: not hashes, provenance or tile settings, which it never
+# shows (on a million-row manifest, about half the memory and read time).
+COLUMNS: tuple[str, ...] = (
+    "job_id", "run_id", "item_id", "segment_index", "kind", "status", "input_uri", "output_uri",
+    "width", "height", "output_width", "output_height", "route", "model", "precision",
+    "error_type", "error_stage", "error_message", "flag_reasons",
+    "frames_in", "frames_out", "fps", "duration_s", "segments", "codec",
+    "node_id", "actor_id", "started_at", "finished_at", *STAGE_COLUMNS, *METRIC_COLUMNS,
+)
 # flag_reasons as the metrics stage writes them: "lr_psnr 15.2 < 20; delta_e 14.0 > 12"
 _REASON = re.compile(r"(?P<metric>[a-z_]+) -?[\d.]+(?:e-?\d+)? (?P<op>[<>]) (?P<limit>-?[\d.]+(?:e-?\d+)?)")
 
@@ -40,18 +49,14 @@ class ReportData:
 
 def load(manifest_uri: str) -> ReportData:
     """Read the manifest at ``manifest_uri`` (local or ``s3://``); an absent one is empty."""
-    table = item_rows(read_manifest(manifest_uri))  # a video's per-segment rows are not items
+    table = item_rows(read_manifest(manifest_uri, COLUMNS))  # a video's per-segment rows are not items
     if table.num_rows == 0:
         return ReportData(None, None, 0, table, table)
     runs = table.group_by("run_id").aggregate([("finished_at", "max")])
     runs = runs.sort_by([("finished_at_max", "descending")])
     run_id = runs.column("run_id")[0].as_py()
-    run = table.filter(pc.equal(table.column("run_id"), run_id))
+    run = table if runs.num_rows == 1 else table.filter(pc.equal(table.column("run_id"), run_id))
     return ReportData(table.column("job_id")[0].as_py(), run_id, runs.num_rows, latest_rows(table), run)
-
-
-def strings(table: pa.Table, column: str) -> list[str | None]:
-    return table.column(column).to_pylist()
 
 
 def floats(table: pa.Table, column: str) -> np.ndarray:
@@ -66,13 +71,15 @@ def where(table: pa.Table, column: str, *values: str) -> pa.Table:
 
 
 def status_counts(table: pa.Table) -> dict[str, int]:
-    counted = Counter(strings(table, "status"))
+    counted = value_counts(table, "status")
     return {status: counted.get(status, 0) for status in STATUSES}
 
 
 def value_counts(table: pa.Table, column: str) -> dict[str, int]:
     """How often each value occurs, most common first; nulls as "—"."""
-    counted = Counter("—" if value is None else str(value) for value in strings(table, column))
+    counted: Counter[str] = Counter()
+    for entry in pc.value_counts(table.column(column)).to_pylist():  # one entry per distinct value
+        counted["—" if entry["values"] is None else str(entry["values"])] += entry["counts"]
     return dict(counted.most_common())
 
 
@@ -114,7 +121,7 @@ def throughput(table: pa.Table, max_bins: int = 60) -> tuple[np.ndarray, dict[st
     starts = first + (np.arange(edges_count) * width_s * 1e6).astype("timedelta64[us]")
     by_status = {}
     for status in STATUSES:
-        mask = np.array([value == status for value in strings(done, "status")])
+        mask = pc.fill_null(pc.equal(done.column("status"), status), False).to_numpy(zero_copy_only=False)
         if mask.any():
             by_status[status] = np.bincount(index[mask], minlength=edges_count)
     return starts, by_status, width_s
@@ -132,16 +139,12 @@ def load_by(table: pa.Table, column: str) -> list[tuple[str, int, float]]:
     """(value of ``column``, items, upscale seconds) for each worker, busiest first.
 
     Ray's node and actor ids are long hex strings; their first 12 characters label the charts."""
-    labels = [None if label is None else label[:12] for label in strings(table, column)]
-    seconds = table.column("upscale_s").to_pylist()
-    items: Counter[str] = Counter()
-    busy: Counter[str] = Counter()
-    for label, spent in zip(labels, seconds):
-        if label is None:  # rows that never reached a worker (probe errors, skips)
-            continue
-        items[label] += 1
-        busy[label] += spent or 0.0
-    return sorted(((label, items[label], busy[label]) for label in items), key=lambda entry: -entry[2])
+    worked = table.filter(pc.is_valid(table.column(column)))  # not rows that never reached a worker
+    labels = pc.utf8_slice_codeunits(worked.column(column), 0, 12)
+    grouped = pa.table({"label": labels, "seconds": pc.fill_null(worked.column("upscale_s"), 0.0)}).group_by(
+        "label").aggregate([("seconds", "count"), ("seconds", "sum")])
+    return sorted(zip(grouped.column("label").to_pylist(), grouped.column("seconds_count").to_pylist(),
+                      grouped.column("seconds_sum").to_pylist()), key=lambda entry: -entry[2])
 
 
 def histogram(values: np.ndarray, bins: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +162,8 @@ def thresholds(table: pa.Table) -> dict[str, tuple[str, float]]:
     the limits a run applied, so only limits that flagged something are known.
     """
     found: dict[str, tuple[str, float]] = {}
-    for reasons in strings(table, "flag_reasons"):
-        for match in _REASON.finditer(reasons or ""):
+    for reasons in pc.unique(table.column("flag_reasons").drop_null()).to_pylist():
+        for match in _REASON.finditer(reasons):
             found[match["metric"]] = (match["op"], float(match["limit"]))
     return found
 
@@ -170,14 +173,23 @@ def comparison_sample(table: pa.Table, count: int, kind: str = "image") -> list[
     flagged first (lowest ``lr_psnr``), then ok items spread evenly through the manifest."""
     if count <= 0:
         return []
-    done = where(table, "status", "ok", "flagged")
-    done = done.filter(pc.and_kleene(pc.is_valid(done.column("output_uri")),
-                                     pc.equal(pc.fill_null(done.column("kind"), "image"), kind)))
-    flagged = where(done, "status", "flagged").sort_by([("lr_psnr", "ascending"), ("input_uri", "ascending")])
-    chosen = flagged.to_pylist()[: max(count // 2, count - where(done, "status", "ok").num_rows)]
-    ok = where(done, "status", "ok").sort_by([("input_uri", "ascending")]).to_pylist()
-    wanted = count - len(chosen)
-    if ok and wanted > 0:
-        picks = np.unique(np.linspace(0, len(ok) - 1, num=min(wanted, len(ok))).round().astype(int))
-        chosen += [ok[index] for index in picks]
-    return chosen
+    # Positions first, on narrow columns; only the chosen rows are copied and become Python dicts
+    # (a million-item manifest has a million ok rows).
+    eligible = pc.and_kleene(pc.is_valid(table.column("output_uri")),
+                             pc.equal(pc.fill_null(table.column("kind"), "image"), kind))
+    flagged = _positions(pc.and_kleene(eligible, pc.equal(table.column("status"), "flagged")))
+    ok = _positions(pc.and_kleene(eligible, pc.equal(table.column("status"), "ok")))
+    worst = pc.sort_indices(table.select(["lr_psnr", "input_uri"]).take(flagged),
+                            [("lr_psnr", "ascending"), ("input_uri", "ascending")]).to_numpy()
+    chosen = flagged[worst[: max(count // 2, count - ok.size)]]
+    wanted = count - chosen.size
+    if ok.size and wanted > 0:
+        by_name = ok[pc.sort_indices(table.column("input_uri").take(ok)).to_numpy()]
+        chosen = np.concatenate([chosen, by_name[np.unique(np.linspace(0, ok.size - 1, num=min(wanted, ok.size))
+                                                           .round().astype(int))]])
+    return table.take(chosen).to_pylist()
+
+
+def _positions(mask: pa.ChunkedArray) -> np.ndarray:
+    """Row numbers where ``mask`` is true (null counts as false)."""
+    return np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False))

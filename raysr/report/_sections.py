@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from raysr.report import _data, _images
 
@@ -101,46 +102,55 @@ def figure_or_none(figure_html: str | None, what: str) -> str:
     return figure_html if figure_html else none(what)
 
 
+def _listed(latest: pa.Table, column: str, value: str, columns: Sequence[str],
+            order_by: str) -> tuple[list[tuple], int]:
+    """The first :data:`_MAX_TABLE_ROWS` rows whose ``column`` is ``value`` (``columns`` only, as
+    Python values, ordered by ``order_by``), and how many such rows there are in all.
+
+    Only the rows shown become Python values: half a million errors cost an Arrow sort, not a list.
+    """
+    items = _data.where(latest.select(list(dict.fromkeys([*columns, column]))), column, value)
+    shown = items.take(pc.sort_indices(items, [(order_by, "ascending")])[:_MAX_TABLE_ROWS])
+    return list(zip(*(shown.column(name).to_pylist() for name in columns))), items.num_rows
+
+
 def failures(latest: pa.Table) -> str:
-    errors = _data.where(latest, "status", "error").sort_by([("input_uri", "ascending")])
-    if errors.num_rows == 0:
+    rows, total = _listed(latest, "status", "error", FAILURE_COLUMNS, "input_uri")
+    if total == 0:
         return none("no item's latest row is an error")
-    rows = [tuple(text(value) for value in values)
-            for values in zip(*(errors.column(name).to_pylist()[:_MAX_TABLE_ROWS] for name in FAILURE_COLUMNS))]
-    return table(FAILURE_COLUMNS, rows, ("uri", "", "", "msg"), errors.num_rows)
+    return table(FAILURE_COLUMNS, [tuple(text(value) for value in row) for row in rows],
+                 ("uri", "", "", "msg"), total)
 
 
 def metric_values(latest: pa.Table) -> dict[str, np.ndarray]:
     """Metrics with at least one value, among items that were measured."""
-    measured = _data.where(latest, "status", "ok", "flagged")
+    measured = _data.where(latest.select(["status", *_data.METRIC_COLUMNS]), "status", "ok", "flagged")
     found = {name: _data.floats(measured, name) for name in _data.METRIC_COLUMNS}
     return {name: values for name, values in found.items() if values.size}
 
 
 def flagged(latest: pa.Table) -> str:
-    items = _data.where(latest, "status", "flagged").sort_by([("lr_psnr", "ascending")])
-    if items.num_rows == 0:
-        return none("no item is flagged")
     columns = ("input_uri", "flag_reasons", "lr_psnr", "sharpness", "delta_e", "model")
-    values = [items.column(name).to_pylist()[:_MAX_TABLE_ROWS] for name in columns]
+    listed, total = _listed(latest, "status", "flagged", columns, "lr_psnr")
+    if total == 0:
+        return none("no item is flagged")
     rows = [(text(uri), text(reasons), number(psnr, 2), significant(sharp), number(delta, 2), text(model))
-            for uri, reasons, psnr, sharp, delta, model in zip(*values)]
-    return table(columns, rows, ("uri", "msg", "num", "num", "num", ""), items.num_rows)
+            for uri, reasons, psnr, sharp, delta, model in listed]
+    return table(columns, rows, ("uri", "msg", "num", "num", "num", ""), total)
 
 
 def videos(latest: pa.Table, sample: int, thumb_px: int, crop_px: int) -> str:
     """The videos' table, then up to ``sample`` of them compared on one frame each."""
-    items = _data.where(latest, "kind", "video").sort_by([("input_uri", "ascending")])
-    if items.num_rows == 0:
-        return ""
     columns = ("input_uri", "status", "frames_in", "frames_out", "fps", "duration_s", "segments", "codec")
-    values = [items.column(name).to_pylist()[:_MAX_TABLE_ROWS] for name in columns]
+    listed, total = _listed(latest, "kind", "video", columns, "input_uri")
+    if total == 0:
+        return ""
     rows = [(text(uri), text(status), number(fin), number(fout), number(fps, 2), number(dur, 2), number(seg),
-             text(codec)) for uri, status, fin, fout, fps, dur, seg, codec in zip(*values)]
-    body = table(columns, rows, ("uri", "", "num", "num", "num", "num", "num", ""), items.num_rows)
+             text(codec)) for uri, status, fin, fout, fps, dur, seg, codec in listed]
+    body = table(columns, rows, ("uri", "", "num", "num", "num", "num", "num", ""), total)
     compared = "".join(video_comparison(row, thumb_px, crop_px)
                        for row in _data.comparison_sample(latest, sample, kind="video"))
-    return section("videos", f"Videos ({items.num_rows:,})", body + compared)
+    return section("videos", f"Videos ({total:,})", body + compared)
 
 
 def _picture(picture: _images.Picture | None, caption: str, pixelated: bool = False,

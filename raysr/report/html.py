@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from raysr import __version__
 from raysr.report import _data, _page, _sections
 
@@ -78,7 +80,7 @@ def render_report(manifest_uri: str, *, sample: int = 6, thumb_px: int = 256, cr
     nav = [("summary", "Summary"), ("throughput", "Throughput"), ("stages", "Stages"), ("load", "Load"),
            ("metrics", "Metrics"), ("failures", "Failures"), ("flagged", "Flagged"), ("videos", "Videos"),
            ("compare", "Before/after")]
-    has_videos = _data.where(data.latest, "kind", "video").num_rows > 0
+    has_videos = bool(pc.any(pc.equal(data.latest.column("kind"), "video")).as_py())
     nav = [(anchor, name) for anchor, name in nav if anchor != "videos" or has_videos]
     title = f"raysr report: {data.job_id or 'empty manifest'}"
     now = dt.datetime.now(dt.timezone.utc)
