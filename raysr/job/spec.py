@@ -337,6 +337,8 @@ def load_spec(path: str | Path, **overrides) -> JobSpec:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such job spec file; check the path (examples are in jobs/)") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(data, dict):

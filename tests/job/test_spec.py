@@ -54,6 +54,8 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     path.write_text("- just\n- a list\n")
     with pytest.raises(SpecError, match="mapping"):
         load_spec(path)
+    with pytest.raises(SpecError, match=r"job-typo\.yaml: no such job spec file; check the path"):
+        load_spec(tmp_path / "job-typo.yaml")
 
 
 def test_repo_job_specs_are_valid():

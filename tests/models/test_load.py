@@ -53,8 +53,18 @@ def test_not_a_model_is_refused_clearly(tmp_path):
 
 
 def test_missing_path_names_it():
-    with pytest.raises(WeightsError, match="does not exist"):
+    with pytest.raises(WeightsError, match="weights file /nowhere/model.pth does not exist"):
         load_model("/nowhere/model.pth")
+
+
+def test_misspelt_model_name_gets_the_registered_names_close_to_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no file of that name here
+    with pytest.raises(WeightsError, match=r"unknown model 'RealESRGAN_x4plux'.*Did you mean RealESRGAN_x4plus") as info:
+        load_model("RealESRGAN_x4plux")
+    assert "raysr weights list" in str(info.value)
+    with pytest.raises(WeightsError) as info:
+        load_model("zzqqxx")
+    assert "Did you mean" not in str(info.value) and "neither a registered model nor a weights file" in str(info.value)
 
 
 def test_blend_is_the_official_weight_interpolation():
