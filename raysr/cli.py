@@ -244,18 +244,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_manifest_summary(args: argparse.Namespace) -> int:
-    from raysr.manifest import read_manifest
+    from raysr.manifest import find_manifest, read_manifest
     from raysr.report.summary import COLUMNS, format_summary, summarize
 
-    print(format_summary(summarize(read_manifest(args.path, COLUMNS))))
+    print(format_summary(summarize(read_manifest(find_manifest(args.path), COLUMNS))))
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from raysr.manifest import find_manifest
     from raysr.report import write_report
 
     given = {key: getattr(args, key) for key in ("sample", "thumb_px", "crop_px") if getattr(args, key) is not None}
-    path = write_report(args.path, args.out, **given)  # defaults live in write_report's signature
+    path = write_report(find_manifest(args.path), args.out, **given)  # defaults live in write_report's signature
     print(f"report written to {path}")
     return 0
 
@@ -342,11 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = commands.add_parser("manifest", help="read a job's manifest")
     manifest_commands = manifest.add_subparsers(dest="manifest_command", required=True)
     summary = manifest_commands.add_parser("summary", help="counts, throughput, failures, slowest items")
-    summary.add_argument("path", help="manifest folder or s3:// prefix")
+    summary.add_argument("path", help="manifest folder or s3:// prefix, or the job's output folder")
     summary.set_defaults(func=_cmd_manifest_summary)
 
     report = commands.add_parser("report", help="one self-contained HTML report of a job's manifest")
-    report.add_argument("path", help="manifest folder or s3:// prefix")
+    report.add_argument("path", help="manifest folder or s3:// prefix, or the job's output folder")
     report.add_argument("--out", type=Path, default=Path("report.html"), help="HTML file to write")
     report.add_argument("--sample", type=int,
                         help="images to show before/after (default 6), and as many videos on one frame each")

@@ -231,6 +231,24 @@ def _read_rows(dataset: pads.Dataset | None, columns: tuple[str, ...] | None, ru
     return dataset.to_table(columns=present, filter=where).cast(pa.schema([SCHEMA.field(name) for name in present]))
 
 
+def find_manifest(uri: str) -> str:
+    """The manifest at ``uri``, or the one under it when ``uri`` is a job's output folder.
+
+    Raises:
+        FileNotFoundError: neither is there; the message says where jobs write theirs.
+    """
+    from raysr.job.spec import MANIFEST_LOCATION
+
+    nested = f"{uri.rstrip('/')}/{MANIFEST_LOCATION}"
+    for candidate in (nested, uri):
+        filesystem, base = _filesystem(candidate)
+        if filesystem.get_file_info(base).type != pafs.FileType.NotFound:
+            return candidate
+    raise FileNotFoundError(f"{uri}: no manifest there, nor at {nested}; a job writes its manifest to "
+                            f"<output>/{MANIFEST_LOCATION} (or the spec's `manifest`), and `raysr run` prints "
+                            "that path when it ends")
+
+
 def read_manifest(uri: str, columns: tuple[str, ...] | None = None) -> pa.Table:
     """Every row of every run in the manifest at ``uri`` (empty table if none yet).
 

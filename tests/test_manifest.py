@@ -182,3 +182,17 @@ def test_a_manifest_store_that_stays_down_ends_the_run_before_memory_fills(tmp_p
         for index in range(20):
             writer.append([new_row(item_id=str(index), status="ok")])
     assert writer.rows_pending >= 10
+
+
+def test_find_manifest_takes_the_manifest_or_the_job_output_folder(tmp_path):
+    from raysr.manifest import find_manifest
+
+    output = tmp_path / "out"
+    writer = ManifestWriter(str(output / "_raysr" / "manifest"), "job", "r1")
+    writer.append([new_row(item_id="a", status="ok", finished_at=_at(1))])
+    writer.flush()
+    manifest = str(output / "_raysr" / "manifest")
+    assert find_manifest(manifest) == manifest
+    assert find_manifest(str(output)) == manifest  # the job's output folder, as users often give it
+    with pytest.raises(FileNotFoundError, match=r"manifst: no manifest there.*<output>/_raysr/manifest"):
+        find_manifest(str(output / "_raysr" / "manifst"))

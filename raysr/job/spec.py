@@ -33,6 +33,7 @@ from raysr.sources.decode import MAX_PIXELS, MIN_SIDE_PX
 from raysr.sources.listing import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 ROUTES = ("photo", "anime", "faces")
+MANIFEST_LOCATION = "_raysr/manifest"  # under the output folder, unless the spec's `manifest` names another place
 
 
 class _Strict(BaseModel):
@@ -249,7 +250,7 @@ class JobSpec(_Strict):
     # -- derived -------------------------------------------------------------
     @property
     def manifest_uri(self) -> str:
-        return self.manifest or f"{self.output.path.rstrip('/')}/_raysr/manifest"
+        return self.manifest or f"{self.output.path.rstrip('/')}/{MANIFEST_LOCATION}"
 
     def route_spec(self, route: str) -> RouteSpec:
         """The chain for ``route``; routes not configured fall back to the top-level model
