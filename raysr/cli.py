@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -244,10 +245,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_manifest_summary(args: argparse.Namespace) -> int:
-    from raysr.manifest import find_manifest, read_manifest
-    from raysr.report.summary import COLUMNS, format_summary, summarize
+    from raysr.manifest import find_manifest
+    from raysr.report.summary import format_summary, read_latest_run, summarize
 
-    print(format_summary(summarize(read_manifest(find_manifest(args.path), COLUMNS))))
+    print(format_summary(summarize(*read_latest_run(find_manifest(args.path)))))
     return 0
 
 
@@ -407,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `raysr manifest summary … | head`: the reader left, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes stdout at exit
+        return 141  # as a shell reports a process ended by SIGPIPE
     except Exception as error:  # a user-facing error: one line, no traceback
         from raysr.errors import USER_ERRORS
 

@@ -19,6 +19,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -249,13 +250,24 @@ def find_manifest(uri: str) -> str:
                             "that path when it ends")
 
 
-def read_manifest(uri: str, columns: tuple[str, ...] | None = None) -> pa.Table:
+def read_manifest(uri: str, columns: tuple[str, ...] | None = None, runs: list[str] | None = None) -> pa.Table:
     """Every row of every run in the manifest at ``uri`` (empty table if none yet).
 
     ``columns``: read only these (those an older manifest lacks are left out), e.g. what a
-    resume needs of a million rows instead of all of :data:`SCHEMA`.
+    resume needs of a million rows instead of all of :data:`SCHEMA`. ``runs``: only these
+    runs' rows, read from their own files alone.
     """
-    return _read_rows(_runs_dataset(uri), columns)
+    return _read_rows(_runs_dataset(uri), columns, runs)
+
+
+def iter_runs(uri: str, columns: tuple[str, ...] | None = None) -> Iterator[tuple[str, pa.Table]]:
+    """Each run's rows in turn, ``(run_id, rows)``, in run id order: a manifest that nightly
+    runs have grown to many times the archive is read one run at a time, not all at once."""
+    dataset = _runs_dataset(uri)
+    if dataset is None:
+        return
+    for run_id in sorted({_run_of(path) for path in dataset.files}):
+        yield run_id, _read_rows(dataset, columns, [run_id])
 
 
 def item_rows(table: pa.Table) -> pa.Table:
@@ -267,13 +279,21 @@ def item_rows(table: pa.Table) -> pa.Table:
     return table.filter(pc.is_null(table.column("segment_index")))
 
 
-def latest_rows(table: pa.Table) -> pa.Table:
-    """The most recent row of each item (by ``finished_at``); per-segment rows are not items."""
+def latest_rows(table: pa.Table, outcomes_first: bool = False) -> pa.Table:
+    """The most recent row of each item (by ``finished_at``); per-segment rows are not items.
+
+    ``outcomes_first``: an item's most recent row that is not ``skipped`` (a skip only points
+    back at it), and its most recent skip only when it has no other row.
+    """
     table = item_rows(table)
     if table.num_rows == 0:
         return table
-    order = pc.sort_indices(table.select(["item_id", "finished_at"]),
-                            sort_keys=[("item_id", "ascending"), ("finished_at", "descending")])
+    keys = {"item_id": table.column("item_id"), "finished_at": table.column("finished_at")}
+    sort_keys = [("item_id", "ascending"), ("finished_at", "descending")]
+    if outcomes_first:  # False sorts before True: an item's outcomes before its skips
+        keys["skipped"] = pc.fill_null(pc.equal(table.column("status"), "skipped"), False)
+        sort_keys.insert(1, ("skipped", "ascending"))
+    order = pc.sort_indices(pa.table(keys), sort_keys=sort_keys)
     item_ids = table.column("item_id").take(order).combine_chunks()
     # The first row of each run of equal item ids (the newest of that item), without Python rows;
     # only the chosen rows are copied out of the table, once.

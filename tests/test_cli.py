@@ -55,6 +55,15 @@ def test_user_errors_are_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    """`raysr weights list | head -1`: the pipe closes before raysr writes; exit 141, no traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "raysr", "weights", "list", "--weights-dir", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # before raysr (seconds to import) has written a line
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 141 and b"Traceback" not in stderr and b"BrokenPipe" not in stderr
+
+
 def test_weights_list_shows_registry_and_licenses(tmp_path):
     result = _raysr("weights", "list", "--weights-dir", str(tmp_path))
     assert result.returncode == 0

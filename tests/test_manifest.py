@@ -196,3 +196,22 @@ def test_find_manifest_takes_the_manifest_or_the_job_output_folder(tmp_path):
     assert find_manifest(str(output)) == manifest  # the job's output folder, as users often give it
     with pytest.raises(FileNotFoundError, match=r"manifst: no manifest there.*<output>/_raysr/manifest"):
         find_manifest(str(output / "_raysr" / "manifst"))
+
+
+def test_latest_rows_outcomes_first_and_iter_runs(tmp_path):
+    from raysr.manifest import iter_runs
+
+    root = str(tmp_path / "m")
+    for run, rows in (("r1", [("a", "ok", 1), ("b", "error", 1)]),
+                      ("r2", [("a", "skipped", 5), ("b", "ok", 5), ("c", "skipped", 5)])):
+        writer = ManifestWriter(root, "job", run)
+        writer.append([new_row(item_id=item, status=status, finished_at=_at(second)) for item, status, second in rows])
+        writer.flush()
+    table = read_manifest(root)
+    newest = dict(zip(*latest_rows(table).select(["item_id", "status"]).to_pydict().values()))
+    assert newest == {"a": "skipped", "b": "ok", "c": "skipped"}
+    state = dict(zip(*latest_rows(table, outcomes_first=True).select(["item_id", "status"]).to_pydict().values()))
+    assert state == {"a": "ok", "b": "ok", "c": "skipped"}  # c has no outcome: its skip stands
+    runs = [(run_id, rows.num_rows, set(rows.column("run_id").to_pylist())) for run_id, rows in iter_runs(root)]
+    assert runs == [("r1", 2, {"r1"}), ("r2", 3, {"r2"})]
+    assert list(iter_runs(str(tmp_path / "none"))) == []

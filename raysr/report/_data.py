@@ -1,8 +1,10 @@
 """What the report shows, computed from manifest rows: numbers and lists, no HTML.
 
-Two views of one manifest are used. The *state* of the archive is the latest
-row of each item (:func:`raysr.manifest.latest_rows`): status counts, failures,
-metrics, flagged items and the before/after sample. *Timing* (throughput, stage
+Two views of one manifest are used. The *state* of the archive is each item's
+latest outcome (:func:`raysr.manifest.latest_rows` with ``outcomes_first``: a
+``skipped`` row of a later run only points back at it, so after a nightly run
+that changed nothing the report still shows every item's result): status counts,
+failures, metrics, flagged items and the before/after sample. *Timing* (throughput, stage
 seconds, actor load, wall time) describes the latest run only, because mixing
 runs days apart would make items/s and the throughput bins meaningless.
 Everything per item is reduced to bins and quartiles here, so the HTML's size
@@ -19,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raysr.manifest import STAGE_COLUMNS, STATUSES, item_rows, latest_rows, read_manifest
+from raysr.manifest import STAGE_COLUMNS, STATUSES, item_rows, iter_runs, latest_rows, read_manifest
 
 # Histogram order: the issue's three first, then whichever others carry values.
 METRIC_COLUMNS: tuple[str, ...] = ("lr_psnr", "sharpness", "delta_e", "ref_psnr", "lr_ssim", "ref_ssim")
@@ -43,20 +45,34 @@ class ReportData:
     job_id: str | None
     run_id: str | None
     runs: int
-    latest: pa.Table  # latest row per item: the archive's state
+    latest: pa.Table  # latest outcome per item (a skip only points back): the archive's state
     run: pa.Table  # every row of the latest run: its timing
 
 
 def load(manifest_uri: str) -> ReportData:
-    """Read the manifest at ``manifest_uri`` (local or ``s3://``); an absent one is empty."""
-    table = item_rows(read_manifest(manifest_uri, COLUMNS))  # a video's per-segment rows are not items
-    if table.num_rows == 0:
-        return ReportData(None, None, 0, table, table)
-    runs = table.group_by("run_id").aggregate([("finished_at", "max")])
-    runs = runs.sort_by([("finished_at_max", "descending")])
-    run_id = runs.column("run_id")[0].as_py()
-    run = table if runs.num_rows == 1 else table.filter(pc.equal(table.column("run_id"), run_id))
-    return ReportData(table.column("job_id")[0].as_py(), run_id, runs.num_rows, latest_rows(table), run)
+    """Read the manifest at ``manifest_uri`` (local or ``s3://``); an absent one is empty.
+
+    One run at a time: each run's rows are folded into one row per item, so a manifest that a
+    year of nightly runs grew to 365 rows per item costs one run's rows of memory, not all.
+    """
+    state: pa.Table | None = None
+    latest: tuple[object, str, pa.Table] | None = None  # (last finish, run id, rows) of the latest run
+    runs = 0
+    for run_id, rows in iter_runs(manifest_uri, COLUMNS):
+        rows = item_rows(rows)  # a video's per-segment rows are not items
+        if rows.num_rows == 0:
+            continue
+        runs += 1
+        finished = pc.max(rows.column("finished_at")).as_py()
+        if latest is None or (finished is not None and (latest[0] is None or finished > latest[0])):
+            latest = (finished, run_id, rows)
+        both = rows if state is None else pa.concat_tables([state, rows], promote_options="default")
+        state = latest_rows(both, outcomes_first=True)
+    if latest is None or state is None:
+        empty = read_manifest(manifest_uri, COLUMNS)
+        return ReportData(None, None, 0, empty, empty)
+    _, run_id, run = latest
+    return ReportData(run.column("job_id")[0].as_py(), run_id, runs, state, run)
 
 
 def floats(table: pa.Table, column: str) -> np.ndarray:

@@ -81,6 +81,7 @@ def summary(data: _data.ReportData, stats: dict[str, dict[str, float]]) -> str:
     facts = [
         ("job", text(data.job_id)), ("runs in manifest", number(data.runs)), ("latest run", text(data.run_id)),
         ("latest run: rows", number(data.run.num_rows)), ("latest run: processed", number(processed)),
+        ("latest run: skipped", number(run_counts["skipped"])),
         ("latest run: wall time (s)", number(wall, 2)),
         ("latest run: items/s", number(processed / wall if wall else None)),
     ]

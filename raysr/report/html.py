@@ -57,7 +57,7 @@ def _figure_sections(data: _data.ReportData, stats: dict, figures) -> list[str]:
                           _sections.figure_or_none(drawn["stages"], "no stage timings")),
         _sections.section("load", "Per-node and per-actor load (latest run)",
                           _sections.figure_or_none(drawn["load"], "no item reached a worker")),
-        _sections.section("metrics", "Metric distributions (latest row per item)",
+        _sections.section("metrics", "Metric distributions (latest outcome per item)",
                           _sections.figure_or_none(drawn["metrics"], "no metrics recorded")),
     ]
 

@@ -1,7 +1,7 @@
 """``raysr manifest summary``: the latest run of a manifest in a few lines of text.
 
-Reads only the columns it prints, counts in Arrow and turns only the rows it shows into
-Python values, so a manifest of millions of items summarises in seconds; the failures
+Reads only the latest run and only the columns it prints, counts in Arrow and turns only
+the rows it shows into Python values, so a manifest of millions of items summarises in seconds; the failures
 listed are capped (the HTML report lists more, the manifest has every one).
 """
 
@@ -10,25 +10,37 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raysr.manifest import STATUSES, item_rows, read_manifest
+from raysr.manifest import STATUSES, item_rows, iter_runs, read_manifest
 
 COLUMNS = ("job_id", "run_id", "segment_index", "status", "input_uri", "error_type", "error_message",
            "upscale_s", "started_at", "finished_at")
 
 
-def summarize(table: pa.Table, slowest: int = 5, failures: int = 20) -> dict:
+def read_latest_run(uri: str) -> tuple[pa.Table, int]:
+    """The rows (:data:`COLUMNS`) of the manifest's latest run, the one that finished last, and
+    how many runs the manifest holds; only the finish times of the other runs are read."""
+    finished = {run_id: pc.max(rows.column("finished_at")).as_py()
+                for run_id, rows in iter_runs(uri, ("finished_at",)) if rows.num_rows}
+    if not finished:
+        return read_manifest(uri, COLUMNS), 0
+    latest = max(finished, key=lambda run_id: (finished[run_id] is not None, finished[run_id] or 0, run_id))
+    return read_manifest(uri, COLUMNS, runs=[latest]), len(finished)
+
+
+def summarize(table: pa.Table, slowest: int = 5, failures: int = 20, runs: int | None = None) -> dict:
     """Counts, throughput, the first ``failures`` failures (by input) and the ``slowest`` items of
-    the latest run in ``table``; ``failures_total`` counts them all.
+    the latest run in ``table``; ``failures_total`` counts them all. ``runs``: how many runs the
+    manifest holds, when ``table`` is only its latest (:func:`read_latest_run`).
 
     Example:
-        >>> print(format_summary(summarize(read_manifest("out/_raysr/manifest", COLUMNS))))  # doctest: +SKIP
+        >>> print(format_summary(summarize(*read_latest_run("out/_raysr/manifest"))))  # doctest: +SKIP
     """
     table = item_rows(table)
     if table.num_rows == 0:
         return {"rows": 0}
-    runs = table.group_by("run_id").aggregate([("finished_at", "max")]).sort_by([("finished_at_max", "descending")])
-    run_id = runs.column("run_id")[0].as_py()
-    run = table if runs.num_rows == 1 else table.filter(pc.equal(table.column("run_id"), run_id))
+    ends = table.group_by("run_id").aggregate([("finished_at", "max")]).sort_by([("finished_at_max", "descending")])
+    run_id = ends.column("run_id")[0].as_py()
+    run = table if ends.num_rows == 1 else table.filter(pc.equal(table.column("run_id"), run_id))
     found = {entry["values"]: entry["counts"] for entry in pc.value_counts(run.column("status")).to_pylist()}
     counts = {status: found.get(status, 0) for status in STATUSES}
     start = pc.min(run.column("started_at")).as_py()
@@ -43,7 +55,7 @@ def summarize(table: pa.Table, slowest: int = 5, failures: int = 20) -> dict:
     return {
         "job_id": run.column("job_id")[0].as_py(),
         "run_id": run_id,
-        "runs": runs.num_rows,
+        "runs": runs or ends.num_rows,
         "rows": run.num_rows,
         **counts,
         "wall_s": round(wall_s, 2),

@@ -137,6 +137,30 @@ def test_only_errors(tmp_path):
     assert document.count("Plotly.newPlot") == 1  # only throughput has something to draw
 
 
+def test_a_nightly_run_that_skipped_everything_still_shows_the_archive(tmp_path, photo):
+    """The state is each item's latest outcome: run 2 skipped every item, yet the report counts
+    them ok, draws their metrics and compares them; the run facts say what run 2 did."""
+    root, rows = tmp_path / "job", []
+    for index in range(3):
+        source, output = tmp_path / "in" / f"{index}.png", tmp_path / "out" / f"{index}.png"
+        small = np.ascontiguousarray(photo[100 + 40 * index:148 + 40 * index, 200:248])
+        for path, pixels in ((source, small), (output, cv2.resize(small, (96, 96), interpolation=cv2.INTER_CUBIC))):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(cv2.imencode(".png", pixels)[1].tobytes())
+        rows.append(dict(item_id=f"i{index}", input_uri=str(source), output_uri=str(output), kind="image"))
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    for run_id, status, extra in (("r1", "ok", {"lr_psnr": 33.0, "upscale_s": 1.0}), ("r2", "skipped", {})):
+        writer = ManifestWriter(str(root), job_id="nightly", run_id=run_id)
+        day = dt.timedelta(days=1 if run_id == "r2" else 0)
+        writer.append([new_row(**row, status=status, started_at=at + day, finished_at=at + day, **extra)
+                       for row in rows])
+        writer.flush()
+    document = write_report(str(root), tmp_path / "r.html").read_text()
+    assert 'data-count="ok"><b>3</b>' in document and 'data-count="skipped"><b>0</b>' in document
+    assert "latest run: skipped</td><td class=\"num\">3<" in document and "r2" in document
+    assert document.count('type="range"') == 3 and "no metrics recorded" not in document
+
+
 def test_arguments_checked():
     with pytest.raises(ValueError, match="crop_px"):
         write_report("x", "y.html", crop_px=4)

@@ -8,7 +8,7 @@ import pytest
 
 from raysr.cli import main
 from raysr.manifest import SCHEMA, ManifestWriter, new_row, read_manifest
-from raysr.report.summary import COLUMNS, format_summary, summarize
+from raysr.report.summary import COLUMNS, format_summary, read_latest_run, summarize
 
 
 def _at(second: int) -> dt.datetime:
@@ -57,6 +57,9 @@ def test_failures_capped_slowest_ordered_latest_run_only(tmp_path, capsys):
     assert [f["input_uri"] for f in summary["failures"]] == [f"/e{n:02}.png" for n in range(20)]
     assert summary["failures_total"] == 30
     assert [s["upscale_s"] for s in summary["slowest"]] == [6.0, 5.0, 4.0]
+    latest, runs = read_latest_run(root)
+    assert runs == 2 and set(latest.column("run_id").to_pylist()) == {"r2"} and latest.num_rows == 40
+    assert summarize(latest, runs=runs)["runs"] == 2
     assert main(["manifest", "summary", root]) == 0
     printed = capsys.readouterr().out
     assert "/e19.png: [corrupt] bad" in printed and "/e20.png" not in printed and "/old.png" not in printed
