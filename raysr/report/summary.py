@@ -1,8 +1,9 @@
 """``raysr manifest summary``: the latest run of a manifest in a few lines of text.
 
 Reads only the latest run and only the columns it prints, counts in Arrow and turns only
-the rows it shows into Python values, so a manifest of millions of items summarises in seconds; the failures
-listed are capped (the HTML report lists more, the manifest has every one).
+the rows it shows into Python values, so a manifest of millions of items summarises in
+seconds; the failures listed are capped (the HTML report lists more, the manifest has
+every one).
 """
 
 from __future__ import annotations
