@@ -248,7 +248,8 @@ def _cmd_manifest_summary(args: argparse.Namespace) -> int:
     from raysr.manifest import find_manifest
     from raysr.report.summary import format_summary, read_latest_run, summarize
 
-    print(format_summary(summarize(*read_latest_run(find_manifest(args.path)))))
+    latest, runs = read_latest_run(find_manifest(args.path))
+    print(format_summary(summarize(latest, runs=runs)))
     return 0
 
 

@@ -28,13 +28,14 @@ def read_latest_run(uri: str) -> tuple[pa.Table, int]:
     return read_manifest(uri, COLUMNS, runs=[latest]), len(finished)
 
 
-def summarize(table: pa.Table, slowest: int = 5, failures: int = 20, runs: int | None = None) -> dict:
+def summarize(table: pa.Table, *, slowest: int = 5, failures: int = 20, runs: int | None = None) -> dict:
     """Counts, throughput, the first ``failures`` failures (by input) and the ``slowest`` items of
     the latest run in ``table``; ``failures_total`` counts them all. ``runs``: how many runs the
     manifest holds, when ``table`` is only its latest (:func:`read_latest_run`).
 
     Example:
-        >>> print(format_summary(summarize(*read_latest_run("out/_raysr/manifest"))))  # doctest: +SKIP
+        >>> latest, runs = read_latest_run("out/_raysr/manifest")
+        >>> print(format_summary(summarize(latest, runs=runs)))  # doctest: +SKIP
     """
     table = item_rows(table)
     if table.num_rows == 0:

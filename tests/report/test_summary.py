@@ -63,6 +63,6 @@ def test_failures_capped_slowest_ordered_latest_run_only(tmp_path, capsys):
     assert main(["manifest", "summary", root]) == 0
     printed = capsys.readouterr().out
     assert "/e19.png: [corrupt] bad" in printed and "/e20.png" not in printed and "/old.png" not in printed
-    assert "... and 10 more" in printed
+    assert "... and 10 more" in printed and "(2 runs in manifest)" in printed
     assert main(["manifest", "summary", str(tmp_path / "nothing")]) == 2  # a wrong path is an error, not "empty"
     assert "no manifest there" in capsys.readouterr().err
