@@ -180,8 +180,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for uri in report.missing[:20]:
             print(f"  {uri}", file=sys.stderr)
     elif report.counts["error"]:
-        print(f"{report.counts['error']} items failed; see `raysr manifest summary {report.manifest_uri}`",
-              file=sys.stderr)
+        failed = report.counts["error"]
+        print(f"{failed} item{'s' if failed != 1 else ''} failed; see `raysr manifest summary "
+              f"{report.manifest_uri}`, or `raysr report {report.manifest_uri}` for a page of them", file=sys.stderr)
     return report.exit_code
 
 
