@@ -13,6 +13,7 @@ does not grow with the number of items.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -47,6 +48,25 @@ class ReportData:
     runs: int
     latest: pa.Table  # latest outcome per item (a skip only points back): the archive's state
     run: pa.Table  # every row of the latest run: its timing
+    history: tuple[RunFacts, ...] = ()  # every run, oldest first
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What one run did, from its own rows: when, how long, and its rows' statuses."""
+
+    run_id: str
+    started: dt.datetime | None
+    wall_s: float | None
+    counts: dict[str, int]
+
+    @property
+    def processed(self) -> int:
+        return self.counts["ok"] + self.counts["flagged"] + self.counts["error"]
+
+    @classmethod
+    def of(cls, run_id: str, rows: pa.Table) -> RunFacts:
+        return cls(run_id, pc.min(rows.column("started_at")).as_py(), wall_seconds(rows), status_counts(rows))
 
 
 def load(manifest_uri: str) -> ReportData:
@@ -57,12 +77,12 @@ def load(manifest_uri: str) -> ReportData:
     """
     state: pa.Table | None = None
     latest: tuple[object, str, pa.Table] | None = None  # (last finish, run id, rows) of the latest run
-    runs = 0
+    history: list[RunFacts] = []
     for run_id, rows in iter_runs(manifest_uri, COLUMNS):
         rows = item_rows(rows)  # a video's per-segment rows are not items
         if rows.num_rows == 0:
             continue
-        runs += 1
+        history.append(RunFacts.of(run_id, rows))
         finished = pc.max(rows.column("finished_at")).as_py()
         if latest is None or (finished is not None and (latest[0] is None or finished > latest[0])):
             latest = (finished, run_id, rows)
@@ -72,7 +92,8 @@ def load(manifest_uri: str) -> ReportData:
         empty = read_manifest(manifest_uri, COLUMNS)
         return ReportData(None, None, 0, empty, empty)
     _, run_id, run = latest
-    return ReportData(run.column("job_id")[0].as_py(), run_id, runs, state, run)
+    history.sort(key=lambda facts: (facts.started is not None, facts.started or 0, facts.run_id))
+    return ReportData(run.column("job_id")[0].as_py(), run_id, len(history), state, run, tuple(history))
 
 
 def floats(table: pa.Table, column: str) -> np.ndarray:

@@ -99,6 +99,19 @@ def summary(data: _data.ReportData, stats: dict[str, dict[str, float]]) -> str:
     return "".join(parts)
 
 
+def runs(history: Sequence[_data.RunFacts]) -> str:
+    """One line per run, newest first: what a schedule of reprocessing runs did, run by run."""
+    if not history:
+        return none("the manifest has no rows")
+    headers = ("run_id", "started (UTC)", "wall s", "rows", "processed", *_data.STATUSES, "items/s")
+    rows = [(text(facts.run_id), text(f"{facts.started:%Y-%m-%d %H:%M:%S}" if facts.started else None),
+             number(facts.wall_s, 1), number(sum(facts.counts.values())), number(facts.processed),
+             *(number(facts.counts[status]) for status in _data.STATUSES),
+             number(facts.processed / facts.wall_s if facts.wall_s else None))
+            for facts in list(reversed(history))[:_MAX_TABLE_ROWS]]
+    return table(headers, rows, ("", "", *["num"] * (len(headers) - 2)), len(history))
+
+
 def figure_or_none(figure_html: str | None, what: str) -> str:
     return figure_html if figure_html else none(what)
 

@@ -70,6 +70,7 @@ def render_report(manifest_uri: str, *, sample: int = 6, thumb_px: int = 256, cr
     stats = _data.stage_stats(data.run)
     body = [
         _sections.section("summary", "Summary", _sections.summary(data, stats)),
+        _sections.section("runs", f"Runs ({data.runs:,}, newest first)", _sections.runs(data.history)),
         *_figure_sections(data, stats, figures),
         _sections.section("failures", "Failures", _sections.failures(data.latest)),
         _sections.section("flagged", "Flagged items", _sections.flagged(data.latest)),
@@ -77,7 +78,7 @@ def render_report(manifest_uri: str, *, sample: int = 6, thumb_px: int = 256, cr
         _sections.section("compare", "Before / after (sample)",
                           _sections.comparisons(data.latest, sample, thumb_px, crop_px)),
     ]
-    nav = [("summary", "Summary"), ("throughput", "Throughput"), ("stages", "Stages"), ("load", "Load"),
+    nav = [("summary", "Summary"), ("runs", "Runs"), ("throughput", "Throughput"), ("stages", "Stages"), ("load", "Load"),
            ("metrics", "Metrics"), ("failures", "Failures"), ("flagged", "Flagged"), ("videos", "Videos"),
            ("compare", "Before/after")]
     has_videos = bool(pc.any(pc.equal(data.latest.column("kind"), "video")).as_py())

@@ -23,7 +23,7 @@ from raysr.report._images import detailed_box, resized_region
 from raysr.video import upscale_video
 
 CHROMIUM = Path("/usr/bin/chromium")
-SECTIONS = ("summary", "throughput", "stages", "load", "metrics", "failures", "flagged", "compare")
+SECTIONS = ("summary", "runs", "throughput", "stages", "load", "metrics", "failures", "flagged", "compare")
 FIGURES = 4  # throughput, stages, load, metrics
 
 
@@ -159,6 +159,12 @@ def test_a_nightly_run_that_skipped_everything_still_shows_the_archive(tmp_path,
     assert 'data-count="ok"><b>3</b>' in document and 'data-count="skipped"><b>0</b>' in document
     assert "latest run: skipped</td><td class=\"num\">3<" in document and "r2" in document
     assert document.count('type="range"') == 3 and "no metrics recorded" not in document
+    runs = document[document.index('id="runs"'):document.index('id="throughput"')]
+    assert "Runs (2, newest first)" in runs and runs.index(">r2<") < runs.index(">r1<")
+    cells = re.findall(r"<tr>(.*?)</tr>", runs)
+    numbers = [re.findall(r'class="num">([^<]*)<', row) for row in cells[1:]]
+    # rows, processed, ok, error, skipped, flagged per run: r2 skipped all three, r1 did them
+    assert [row[1:7] for row in numbers] == [["3", "0", "0", "0", "3", "0"], ["3", "3", "3", "0", "0", "0"]]
 
 
 def test_arguments_checked():
