@@ -31,7 +31,7 @@ from raysr.sources.listing import list_local
 from raysr.stages._batch import batch_of
 from raysr.stages.read import RESUME_COLUMNS
 from raysr.stages.write import finish
-from raysr.storage import is_s3
+from raysr.storage import is_s3, write_bytes
 from raysr.weights.resolve import resolve_weights
 
 
@@ -48,6 +48,7 @@ class RunReport:
     actors: str = ""  # dry run: the model actors the run would start (actors.actors_line)
     wall_s: float = 0.0
     manifest_uri: str = ""
+    report_uri: str | None = None  # the HTML report written after the run (output.report)
     dry_run: bool = False
     allow_errors: bool = False
 
@@ -61,7 +62,8 @@ class RunReport:
 
     def line(self) -> str:
         counts = ", ".join(f"{self.counts[s]} {s}" for s in ("ok", "flagged", "skipped", "error"))
-        return f"{self.listed} inputs: {counts} in {self.wall_s:.1f} s -> manifest {self.manifest_uri}"
+        report = f", report {self.report_uri}" if self.report_uri else ""
+        return f"{self.listed} inputs: {counts} in {self.wall_s:.1f} s -> manifest {self.manifest_uri}{report}"
 
 
 def item_id(uri: str) -> str:
@@ -151,6 +153,24 @@ def _snapshot_outcomes(spec: JobSpec, run_id: str) -> None:
     except Exception as error:  # noqa: BLE001
         _LOG.warning("could not save the outcome snapshot beside %s (%s); the next resume reads every run's rows",
                      spec.manifest_uri, error)
+
+
+def _write_report(spec: JobSpec) -> str | None:
+    """Write the job's HTML report (:mod:`raysr.report`) beside its lease, ``<output>/_raysr/report.html``.
+
+    Like the snapshot, it is a view of the manifest: one that cannot be written (the ``report``
+    extra not installed, a store refusing it) is a warning, and the run's outputs and rows stand.
+    """
+    target = f"{spec.output.path.rstrip('/')}/_raysr/report.html"
+    try:
+        from raysr.report import render_report
+
+        write_bytes(target, render_report(spec.manifest_uri).encode("utf-8"))
+    except Exception as error:  # noqa: BLE001
+        _LOG.warning("could not write the report %s (%s: %s); `raysr report %s` writes it by hand",
+                     target, type(error).__name__, error, spec.manifest_uri)
+        return None
+    return target
 
 
 def run_job(spec: JobSpec, address: str | None = None, dry_run: bool = False,
@@ -291,6 +311,8 @@ def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | Non
     writer.flush()
     tracker.close()
     _snapshot_outcomes(spec, report.run_id)
+    if spec.output.report:
+        report.report_uri = _write_report(spec)
 
     # Reconcile: every listed item has exactly one row in this run.
     listed_ids = listing.column("item_id").to_pylist()

@@ -46,6 +46,7 @@ class OutputSpec(_Strict):
     path: str
     format: Literal["png", "jpg", "webp", "tiff"] = "png"
     quality: int = Field(default=95, ge=1, le=100)
+    report: bool = False  # after each run, write `raysr report`'s page to <path>/_raysr/report.html
 
 
 class EnsembleMember(_Strict):
@@ -284,7 +285,7 @@ class JobSpec(_Strict):
             "model": chain.model,
             "engine": self.engine.settings(),
             "color": self.route_spec(route).color or self.stages.color,
-            "output": self.output.model_dump(exclude={"path"}),
+            "output": self.output.model_dump(exclude={"path", "report"}),  # the report is a view, not pixels
             "video": self.video.model_dump(),
         }
         if chain.ensemble:

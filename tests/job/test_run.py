@@ -44,8 +44,12 @@ def _latest(spec):
 def test_mixed_folder_one_row_per_file_then_resume_skips(ray_cluster, tmp_path, mixed_inputs, save_state):
     model = str(save_state(compact_state()))
     spec = _spec(mixed_inputs, tmp_path / "out", model, engine={"precision": "fp32"})
+    spec = spec.model_copy(update={"output": spec.output.model_copy(update={"report": True})})
     report = run_job(spec, progress=False)
     assert report.listed == 7 and not report.missing
+    assert report.report_uri == str(tmp_path / "out" / "_raysr" / "report.html") and report.report_uri in report.line()
+    page = (tmp_path / "out" / "_raysr" / "report.html").read_text()
+    assert 'data-count="error"><b>4</b>' in page and "truncated.png" in page
     assert report.counts["ok"] + report.counts["flagged"] == 3 and report.counts["error"] == 4
     rows = _latest(spec)
     assert {name: rows[name]["error_type"] for name in ("zero.png", "text.png", "small.png", "truncated.png")} == {
@@ -59,6 +63,8 @@ def test_mixed_folder_one_row_per_file_then_resume_skips(ray_cluster, tmp_path, 
 
     second = run_job(spec, progress=False)
     assert second.counts["skipped"] == 3 and second.counts["error"] == 4
+    page = (tmp_path / "out" / "_raysr" / "report.html").read_text()  # rewritten: both runs, one state
+    assert "Runs (2, newest first)" in page and 'data-count="skipped"><b>0</b>' in page
     table = read_manifest(spec.manifest_uri)
     assert table.num_rows == 14  # one row per item per run
 

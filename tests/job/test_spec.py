@@ -44,6 +44,14 @@ def test_settings_hash_changes_with_what_changes_pixels():
     assert base.engine.settings()["tile_layout"] == TILE_LAYOUT  # a new window layout redoes tiled items
     assert base.settings_hash("photo") != parse_spec({**MINIMAL, "model": "realesr-animevideov3"}).settings_hash("photo")
     assert base.settings_hash("photo") != parse_spec({**MINIMAL, "output": {"path": "o", "format": "jpg"}}).settings_hash("photo")
+    # Writing the HTML report changes no pixel: turning it on must not redo an archive.
+    assert base.settings_hash("photo") == parse_spec({**MINIMAL, "output": {"path": "o", "report": True}}).settings_hash("photo")
+
+
+def test_settings_hash_is_stable_across_releases():
+    """The hash a previous release recorded for the default spec (2026-12-01, tile layout 2): a new
+    spec key, or a reordering, that changes it would make every scheduled run redo its archive."""
+    assert parse_spec(MINIMAL).settings_hash("photo") == "6c1bfd0d22d024ed"
 
 
 def test_yaml_round_trip_and_overrides(tmp_path):
