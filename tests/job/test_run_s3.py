@@ -73,7 +73,7 @@ def test_s3_job_end_to_end(ray_cluster, s3_bucket, photo, tmp_path, monkeypatch)
     for key, pixels in inputs.items():
         s3.write_bytes(f"s3://{bucket}/{key}", _png(pixels))
     weights_uri = _upload_weights(bucket)
-    spec = _spec(bucket, weights_uri, tmp_path / "weights")
+    spec = _spec(bucket, weights_uri, tmp_path / "weights", output={"path": f"s3://{bucket}/out", "report": True})
 
     def list_then_delete(job_spec):  # an object deleted between listing and reading
         listing = real_list_inputs(job_spec)
@@ -108,6 +108,9 @@ def test_s3_job_end_to_end(ray_cluster, s3_bucket, photo, tmp_path, monkeypatch)
     _assert_no_credentials(bucket, table)
 
     assert f"out/_raysr/manifest/_outcomes/{report.run_id}.parquet" in outputs  # the next resume starts there
+    assert report.report_uri == f"s3://{bucket}/out/_raysr/report.html"
+    page = s3.read_bytes(report.report_uri).decode()
+    assert "s3-test" in page and page.count('type="range"') == 3  # its samples read back from S3
 
     second = run_job(spec, progress=False)  # resume: the ghost is no longer listed
     assert second.listed == 5 and second.counts["skipped"] == 3 and second.counts["error"] == 2
