@@ -131,7 +131,7 @@ def _listed(latest: pa.Table, column: str, value: str, columns: Sequence[str],
 def failures(latest: pa.Table) -> str:
     rows, total = _listed(latest, "status", "error", FAILURE_COLUMNS, "input_uri")
     if total == 0:
-        return none("no item's latest row is an error")
+        return none("no item's latest outcome is an error")
     return table(FAILURE_COLUMNS, [tuple(text(value) for value in row) for row in rows],
                  ("uri", "", "", "msg"), total)
 
