@@ -161,7 +161,7 @@ def _write_report(spec: JobSpec) -> str | None:
     Like the snapshot, it is a view of the manifest: one that cannot be written (the ``report``
     extra not installed, a store refusing it) is a warning, and the run's outputs and rows stand.
     """
-    target = f"{spec.output.path.rstrip('/')}/_raysr/report.html"
+    target = spec.state_uri("report.html")
     try:
         from raysr.report import render_report
 
@@ -255,7 +255,7 @@ def _progress_mode(progress: bool | None) -> str:
 
 def lease_uri(spec: JobSpec) -> str:
     """Where the lease on a job's output lives: beside its outputs, under ``_raysr/``."""
-    return f"{spec.output.path.rstrip('/')}/_raysr/lease.json"
+    return spec.state_uri("lease.json")
 
 
 def _run(spec: JobSpec, address: str | None, dry_run: bool, progress: bool | None, report: RunReport,

@@ -33,7 +33,8 @@ from raysr.sources.decode import MAX_PIXELS, MIN_SIDE_PX
 from raysr.sources.listing import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 ROUTES = ("photo", "anime", "faces")
-MANIFEST_LOCATION = "_raysr/manifest"  # under the output folder, unless the spec's `manifest` names another place
+STATE_DIR = "_raysr"  # under the output folder: the job's own files (manifest, lease, report, segment work)
+MANIFEST_LOCATION = f"{STATE_DIR}/manifest"  # JobSpec.manifest_uri, unless the spec's `manifest` names another place
 
 
 class _Strict(BaseModel):
@@ -251,7 +252,11 @@ class JobSpec(_Strict):
     # -- derived -------------------------------------------------------------
     @property
     def manifest_uri(self) -> str:
-        return self.manifest or f"{self.output.path.rstrip('/')}/{MANIFEST_LOCATION}"
+        return self.manifest or self.state_uri("manifest")
+
+    def state_uri(self, name: str) -> str:
+        """``<output>/_raysr/<name>``: where the job keeps a file of its own beside its outputs."""
+        return f"{self.output.path.rstrip('/')}/{STATE_DIR}/{name}"
 
     def route_spec(self, route: str) -> RouteSpec:
         """The chain for ``route``; routes not configured fall back to the top-level model

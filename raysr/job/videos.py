@@ -41,8 +41,7 @@ if TYPE_CHECKING:
 def segment_folder(spec: JobSpec, row: Row) -> str:
     """Where a video's encoded segments wait for the join: beside the outputs, one folder per
     (item, input content, settings), so a changed file or setting never reuses old segments."""
-    return (f"{spec.output.path.rstrip('/')}/_raysr/segments/"
-            f"{row['item_id']}-{row['input_sha256'][:12]}-{row['settings_hash']}")
+    return spec.state_uri(f"segments/{row['item_id']}-{row['input_sha256'][:12]}-{row['settings_hash']}")
 
 
 @dataclass
