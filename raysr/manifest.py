@@ -19,7 +19,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -268,6 +268,15 @@ def iter_runs(uri: str, columns: tuple[str, ...] | None = None) -> Iterator[tupl
         return
     for run_id in sorted({_run_of(path) for path in dataset.files}):
         yield run_id, _read_rows(dataset, columns, [run_id])
+
+
+_NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)  # a run none of whose rows finished
+
+
+def newest_run(finished: Mapping[str, dt.datetime | None]) -> str:
+    """Of ``{run_id: its rows' last finish}``, the run that finished last: the one a report or
+    summary calls the latest (no finish counts as oldest; a tie goes to the later run id)."""
+    return max(finished, key=lambda run_id: (finished[run_id] or _NEVER, run_id))
 
 
 def item_rows(table: pa.Table) -> pa.Table:

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raysr.manifest import STAGE_COLUMNS, STATUSES, item_rows, iter_runs, latest_rows, read_manifest
+from raysr.manifest import STAGE_COLUMNS, STATUSES, item_rows, iter_runs, latest_rows, newest_run, read_manifest
 
 # Histogram order: the issue's three first, then whichever others carry values.
 METRIC_COLUMNS: tuple[str, ...] = ("lr_psnr", "sharpness", "delta_e", "ref_psnr", "lr_ssim", "ref_ssim")
@@ -76,7 +76,7 @@ def load(manifest_uri: str) -> ReportData:
     year of nightly runs grew to 365 rows per item costs one run's rows of memory, not all.
     """
     state: pa.Table | None = None
-    latest: tuple[object, str, pa.Table] | None = None  # (last finish, run id, rows) of the latest run
+    latest: tuple[str, dt.datetime | None, pa.Table] | None = None  # run id, last finish, rows: the newest so far
     history: list[RunFacts] = []
     for run_id, rows in iter_runs(manifest_uri, COLUMNS):
         rows = item_rows(rows)  # a video's per-segment rows are not items
@@ -84,14 +84,14 @@ def load(manifest_uri: str) -> ReportData:
             continue
         history.append(RunFacts.of(run_id, rows))
         finished = pc.max(rows.column("finished_at")).as_py()
-        if latest is None or (finished is not None and (latest[0] is None or finished > latest[0])):
-            latest = (finished, run_id, rows)
+        if latest is None or newest_run({latest[0]: latest[1], run_id: finished}) == run_id:
+            latest = (run_id, finished, rows)
         both = rows if state is None else pa.concat_tables([state, rows], promote_options="default")
         state = latest_rows(both, outcomes_first=True)
     if latest is None or state is None:
         empty = read_manifest(manifest_uri, COLUMNS)
         return ReportData(None, None, 0, empty, empty)
-    _, run_id, run = latest
+    run_id, _, run = latest
     history.sort(key=lambda facts: (facts.started is not None, facts.started or 0, facts.run_id))
     return ReportData(run.column("job_id")[0].as_py(), run_id, len(history), state, run, tuple(history))
 

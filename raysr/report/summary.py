@@ -11,7 +11,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raysr.manifest import STATUSES, item_rows, iter_runs, read_manifest
+from raysr.manifest import STATUSES, item_rows, iter_runs, newest_run, read_manifest
 
 COLUMNS = ("job_id", "run_id", "segment_index", "status", "input_uri", "error_type", "error_message",
            "upscale_s", "started_at", "finished_at")
@@ -24,8 +24,7 @@ def read_latest_run(uri: str) -> tuple[pa.Table, int]:
                 for run_id, rows in iter_runs(uri, ("finished_at",)) if rows.num_rows}
     if not finished:
         return read_manifest(uri, COLUMNS), 0
-    latest = max(finished, key=lambda run_id: (finished[run_id] is not None, finished[run_id] or 0, run_id))
-    return read_manifest(uri, COLUMNS, runs=[latest]), len(finished)
+    return read_manifest(uri, COLUMNS, runs=[newest_run(finished)]), len(finished)
 
 
 def summarize(table: pa.Table, *, slowest: int = 5, failures: int = 20, runs: int | None = None) -> dict:
@@ -40,8 +39,8 @@ def summarize(table: pa.Table, *, slowest: int = 5, failures: int = 20, runs: in
     table = item_rows(table)
     if table.num_rows == 0:
         return {"rows": 0}
-    ends = table.group_by("run_id").aggregate([("finished_at", "max")]).sort_by([("finished_at_max", "descending")])
-    run_id = ends.column("run_id")[0].as_py()
+    ends = table.group_by("run_id").aggregate([("finished_at", "max")])
+    run_id = newest_run(dict(zip(ends.column("run_id").to_pylist(), ends.column("finished_at_max").to_pylist())))
     run = table if ends.num_rows == 1 else table.filter(pc.equal(table.column("run_id"), run_id))
     found = {entry["values"]: entry["counts"] for entry in pc.value_counts(run.column("status")).to_pylist()}
     counts = {status: found.get(status, 0) for status in STATUSES}
