@@ -75,15 +75,13 @@ def summary(data: _data.ReportData, stats: dict[str, dict[str, float]]) -> str:
               for status, count in counts.items()]
     if data.latest.num_rows == 0:
         return "".join(['<div class="cards">', *cards, "</div>", none("the manifest has no rows")])
-    run_counts = _data.status_counts(data.run)
-    processed = run_counts["ok"] + run_counts["flagged"] + run_counts["error"]
-    wall = _data.wall_seconds(data.run)
+    run = next(facts for facts in data.history if facts.run_id == data.run_id)  # gathered while reading
     facts = [
         ("job", text(data.job_id)), ("runs in manifest", number(data.runs)), ("latest run", text(data.run_id)),
-        ("latest run: rows", number(data.run.num_rows)), ("latest run: processed", number(processed)),
-        ("latest run: skipped", number(run_counts["skipped"])),
-        ("latest run: wall time (s)", number(wall, 2)),
-        ("latest run: items/s", number(processed / wall if wall else None)),
+        ("latest run: rows", number(data.run.num_rows)), ("latest run: processed", number(run.processed)),
+        ("latest run: skipped", number(run.counts["skipped"])),
+        ("latest run: wall time (s)", number(run.wall_s, 2)),
+        ("latest run: items/s", number(run.processed / run.wall_s if run.wall_s else None)),
     ]
     stage_rows = [(text(name), number(item["total"]), number(item["mean"]), number(item["n"]))
                   for name, item in stats.items()]
