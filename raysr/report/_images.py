@@ -153,14 +153,15 @@ def _video_source(uri: str):
 
 
 def _load_frame(uri: str | None, at_s: float | None) -> tuple[np.ndarray | None, float | None, Picture | None]:
-    """A video's frame nearest ``at_s`` (None: its middle) and its time, or the placeholder saying why not."""
+    """A video's frame nearest ``at_s`` (None: its middle), upright as a player shows it, and its
+    time; or the placeholder saying why not."""
     if not uri:
         return None, None, _unreadable(uri)
     try:
         from raysr.video.probe import frame_near  # PyAV: the `video` extra
 
         with _video_source(uri) as source:
-            pixels, shown_s = frame_near(source, at_s)
+            pixels, shown_s = frame_near(source, at_s, upright=True)
         return _rgb8(pixels), shown_s, None
     except Exception as error:  # noqa: BLE001 - missing, denied, damaged, no PyAV: all become a note
         return None, None, _unreadable(uri, error)

@@ -136,19 +136,22 @@ def plan_segments(path: str | os.PathLike[str], target_seconds: float = 10.0) ->
     ]
 
 
-def frame_near(source: str | os.PathLike[str] | BinaryIO, at_s: float | None = None) -> tuple[np.ndarray, float]:
+def frame_near(source: str | os.PathLike[str] | BinaryIO, at_s: float | None = None, *,
+               upright: bool = False) -> tuple[np.ndarray, float]:
     """The frame of the video stream shown nearest ``at_s``, and its time.
 
     Args:
         source: a path, or a seekable binary file object (an S3 object opened with pyarrow).
         at_s: presentation time in seconds, as PyAV's ``frame.time`` counts it (the stream's
             own start included); ``None``: the middle of the stream.
+        upright: turn the frame as a player shows it (its display rotation, to the nearest
+            quarter turn); otherwise pixels are as stored, as raysr's models see them. The
+            sample aspect ratio is never applied: pixels stay 1:1 with the file's.
 
     Returns:
         (H, W, 3) RGB, uint8 for 8-bit video and uint16 (full 0–65535) for deeper, converted
         with the matrix and range the video is tagged with (:func:`raysr.video.frames.frame_to_rgb`);
-        and the frame's presentation time in seconds. Pixels are as stored: display rotation and
-        sample aspect ratio are not applied.
+        and the frame's presentation time in seconds.
 
     Raises:
         VideoError: the file cannot be opened or decoded, or has no video frame (its ``kind`` says which).
@@ -183,7 +186,18 @@ def frame_near(source: str | os.PathLike[str] | BinaryIO, at_s: float | None = N
             raise VideoError("zero_frames", f"{name}: no video frame could be decoded near {at_s:.3f} s; the "
                              "video stream is empty or damaged", name)
         conversion = plan_conversion(best.format.name, best.height, ColorTags.of(best), best.format.name)
-        return frame_to_rgb(best, conversion), float(best.time)
+        rgb = frame_to_rgb(best, conversion)
+        if upright:
+            rgb = _upright(rgb, best.rotation)
+        return rgb, float(best.time)
+
+
+def _upright(rgb: np.ndarray, rotation_deg: float) -> np.ndarray:
+    """``rgb`` turned as a player shows it. ``rotation_deg`` is the display matrix's angle as
+    PyAV's ``frame.rotation`` gives it (``av_display_rotation_get``): counter-clockwise, the way
+    FFmpeg's own autorotate turns the picture (-90, a phone's portrait clip: a clockwise turn)."""
+    quarter_turns = round(rotation_deg / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
 
 
 # -- the scan ---------------------------------------------------------------------------

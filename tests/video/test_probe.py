@@ -136,6 +136,18 @@ def test_frame_near_finds_the_same_moment_in_input_and_upscaled_output(clip, ups
         assert _frame_index(after[::2, ::2], 48)[0] == expected
 
 
+@pytest.mark.parametrize("rotation, corner", [(-90, (0, -1)), (90, (-1, 0)), (180, (-1, -1)), (0, (0, 0))])
+def test_frame_near_upright_turns_the_frame_as_a_player_shows_it(clip, rotation, corner):
+    # -90 is a phone's portrait clip (ffprobe: "rotation of -90.00 degrees"): FFmpeg's autorotate
+    # turns it clockwise, so the stored top-left corner is shown top-right.
+    source = clip("phone.mp4", frames=6, size=(64, 48), rotation=rotation, audio=None)
+    stored, shown_s = frame_near(str(source), 0.0)
+    shown, upright_s = frame_near(str(source), 0.0, upright=True)
+    assert upright_s == shown_s and stored.shape == (48, 64, 3)
+    assert shown.shape == ((64, 48, 3) if rotation % 180 else (48, 64, 3))
+    assert np.array_equal(shown[corner], stored[0, 0]) and shown.flags.c_contiguous
+
+
 def test_frame_near_reads_a_file_object_and_refuses_a_video_without_frames(clip, tmp_path):
     source = clip("in.mkv", frames=12, fps=24, gop=4, audio=None)
     with open(source, "rb") as handle:
