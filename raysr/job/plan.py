@@ -236,8 +236,8 @@ def _in_actor_pool(dataset: ray.data.Dataset, stage_class: type, constructor_kwa
 
     Ray Data's actor pools restart a killed actor (OOM kill, segfault) and retry its
     batch (max_restarts=-1, max_task_retries=-1 by default). A stage with
-    ``concurrent_calls`` > 1 takes that many calls at once, in threads; it guards its
-    model itself (:class:`~raysr.stages.upscale.UpscaleStage`).
+    ``concurrent_calls`` > 1 takes that many calls at once, in threads; it runs its model
+    on one thread of its own (:class:`~raysr.stages.upscale.UpscaleStage`).
     """
     resources = spec.resources
     concurrent_calls = getattr(stage_class, "concurrent_calls", 1)

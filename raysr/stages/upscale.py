@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import pickle
-import threading
 from typing import TYPE_CHECKING
 
 from raysr.engine import EngineOptions
+from raysr.engine.thread import ModelThread
 from raysr.job.spec import DiffusionSpec, FacesSpec, VideoSpec
 from raysr.models.registry import get_spec, is_registered
 from raysr.sinks.write import as_store_fault
@@ -62,9 +62,10 @@ class UpscaleStage:
 
     Two calls run at once in each actor (``concurrent_calls``; the plan asks Ray Data for
     it): one item's decode, output packing and hand-over to Ray overlap the other's model
-    call, so a GPU does not idle through them. The model itself runs one call at a time
-    (``_model_lock``), so device memory holds one image's tiles as before; ``upscale_s``
-    counts decode and model time, not the wait for the lock.
+    call, so a GPU does not idle through them. The model is loaded and run on one thread of
+    its own (:class:`~raysr.engine.thread.ModelThread`: on a CPU, PyTorch called from two
+    threads runs ~1.3× slower), one call at a time, so device memory holds one image's tiles
+    as before; ``upscale_s`` counts decode and model time, not the wait for the model thread.
     """
 
     concurrent_calls = 2
@@ -84,13 +85,14 @@ class UpscaleStage:
         self.face_model = face_model
         self.faces = faces or FacesSpec()
         self._face_parts: tuple | None = None  # restorer, detector, embedder: built on first use
-        self._model_lock = threading.Lock()  # one model call at a time; see the class docstring
+        self._model_thread = ModelThread()  # every torch call of this actor; see the class docstring
         self.timeout_s = timeout_s
         self.video = video or VideoSpec()
         if is_registered(model) and get_spec(model).arch == "diffusers":
-            self.upscaler, self.provenance = _diffusion_upscaler(model, engine, weights_dir, diffusion)
+            load = (_diffusion_upscaler, model, engine, weights_dir, diffusion)
         else:
-            self.upscaler, self.provenance = _network_upscaler(model, engine, weights_dir)
+            load = (_network_upscaler, model, engine, weights_dir)
+        self.upscaler, self.provenance = self._model_thread.run(*load)
         self.node_id, self.actor_id = worker_ids()
 
     def __call__(self, batch: Batch) -> Batch:
@@ -105,14 +107,17 @@ class UpscaleStage:
         try:
             with timed(row, "upscale_s"):
                 pixels = decode_input(row).pixels
-            with self._model_lock, timed(row, "upscale_s"):
-                result = self.upscaler.upscale(pixels, timeout_s=self.timeout_s)
+            result = self._model_thread.run(self._timed_upscale, row, pixels)
             pack_pixels(row, result.image)
             row.update(precision=result.precision, precision_fallback_tiles=result.precision_fallback_tiles,
                        tile=result.tile)
         except Exception as error:  # noqa: BLE001 - the item fails, the actor lives on
             return fail(row, "upscale", error)
         return row
+
+    def _timed_upscale(self, row: Row, pixels):
+        with timed(row, "upscale_s"):  # on the model thread: the wait for it is not counted
+            return self.upscaler.upscale(pixels, timeout_s=self.timeout_s)
 
     def _upscale_segment(self, row: Row) -> Row:
         """Encode one segment of a video into its store; the driver joins the video once
@@ -125,13 +130,14 @@ class UpscaleStage:
                                 pix_fmt=self.video.pix_fmt)
         try:
             segment = pickle.loads(row["video_segment"])
-            with self._model_lock:  # the restorer loads once, not once per concurrent call
-                video_faces = self._video_faces()
+            video_faces = self._model_thread.run(self._video_faces)  # loads the restorer once
 
-            def upscale_frame(frame, count=True):
-                with self._model_lock:  # frame by frame: another call's item or segment interleaves
-                    out = self.upscaler.upscale(frame).image
-                    return video_faces.restore(frame, out, count) if video_faces else out
+            def restore_frame(frame, count):
+                out = self.upscaler.upscale(frame).image
+                return video_faces.restore(frame, out, count) if video_faces else out
+
+            def upscale_frame(frame, count=True):  # frame by frame: another call's item or segment interleaves
+                return self._model_thread.run(restore_frame, frame, count)
 
             with timed(row, "upscale_s"):
                 source = local_path(row["input_uri"], row.get("input_version"))  # S3: this node's copy
