@@ -30,11 +30,11 @@ class ModelThread:
     """
 
     def __init__(self, name: str = "raysr-model") -> None:
-        self._ident: int | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=self._remember)
-
-    def _remember(self) -> None:
-        self._ident = threading.get_ident()
+        # The thread's initializer must not hold ``self``: the thread would keep this object, and
+        # with it the executor, alive for ever. Unreferenced, the executor ends its thread.
+        self._idents: list[int] = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name,
+                                            initializer=_append_ident, initargs=(self._idents,))
 
     def run(self, fn: Callable[..., _T], /, *args, **kwargs) -> _T:
         """``fn(*args, **kwargs)`` on the model thread; its result, or its exception raised here.
@@ -42,6 +42,10 @@ class ModelThread:
         A call made from the model thread itself (a callback of a call already running there)
         runs at once: waiting for the thread would wait forever.
         """
-        if threading.get_ident() == self._ident:
+        if threading.get_ident() in self._idents:
             return fn(*args, **kwargs)
         return self._executor.submit(fn, *args, **kwargs).result()
+
+
+def _append_ident(idents: list[int]) -> None:
+    idents.append(threading.get_ident())

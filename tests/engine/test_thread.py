@@ -42,3 +42,16 @@ def test_a_call_from_the_model_thread_itself_runs_at_once():
     future = outer.submit(model_thread.run, lambda: model_thread.run(lambda: threading.get_ident()))
     inner_ident = future.result(timeout=10)  # a deadlock would time out here
     assert inner_ident == model_thread.run(threading.get_ident)
+
+
+def test_the_thread_ends_once_nothing_holds_the_model_thread():
+    import gc
+
+    model_thread = ModelThread(name="raysr-test-model")
+    assert model_thread.run(lambda: threading.current_thread().name).startswith("raysr-test-model")
+    del model_thread
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while any(thread.name.startswith("raysr-test-model") for thread in threading.enumerate()):
+        assert time.monotonic() < deadline, "the model thread outlived its ModelThread"
+        time.sleep(0.01)
