@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from raysr.job._proc import stat_fields
 from raysr.storage import create_exclusive, delete, read_bytes, write_bytes
 
 DEFAULT_TTL_S = 30 * 60
@@ -52,11 +53,9 @@ def _machine() -> dict:
 
 def _started_ticks(pid: int) -> int | None:
     """When ``pid`` started, in clock ticks since boot (/proc/PID/stat field 22); None without /proc."""
-    stat = _read_proc(f"/proc/{pid}/stat")
-    if stat is None:
-        return None
+    fields = stat_fields(pid)
     try:
-        return int(stat.rsplit(")", 1)[1].split()[19])  # fields after the command name start at field 3
+        return int(fields[19]) if fields else None
     except (IndexError, ValueError):
         return None
 

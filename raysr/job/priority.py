@@ -22,6 +22,8 @@ import threading
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
+from raysr.job._proc import stat_fields
+
 _LOG = logging.getLogger(__name__)
 _PROC = Path("/proc")
 HELPERS_NICE = 19
@@ -100,13 +102,10 @@ def _descendants(root_pid: int) -> list[int]:
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # it exited since the listing
+        fields = stat_fields(int(entry.name))
+        if fields is None:  # it exited since the listing
             continue
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after its last ')'.
-        parent = int(stat[stat.rindex(")") + 2:].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
     found, frontier = [], [root_pid]
     while frontier:
         below = children.get(frontier.pop(), [])
